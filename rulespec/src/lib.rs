@@ -1,0 +1,1 @@
+//! The scrubber rule-file language (grows with the rule-file issue).
