@@ -1,8 +1,37 @@
-//! The sans-IO packet engine (API skeleton; the state machine is being written).
+//! The sans-IO packet engine: one frame and the time in, a [`Verdict`] out.
+//!
+//! The engine implements the TCP table of DESIGN.md for frames towards (and from) protected
+//! services, in two SYN modes:
+//!
+//! * **proxy** — a SYN is answered with a SYN-ACK whose ISN is a SYN cookie, written into the
+//!   SYN's own frame; nothing is remembered. The client's ACK (`ack - 1` a valid cookie for its
+//!   4-tuple) creates the session and is rewritten into the SYN the client would have sent to
+//!   the backend, with the client's original options. The backend's SYN-ACK is consumed: the
+//!   backend gets its ACK, the client a window update (the cookie SYN-ACK advertised a zero
+//!   window so the client waits for the backend). From then on sequence numbers, SACK blocks and
+//!   timestamps are translated both ways for the whole session.
+//! * **track** — handshakes are observed and forwarded unchanged; the session table remembers
+//!   them (bounded: embryonic sessions never evict established ones).
+//!
+//! In both modes ACK, ACK-PSH, RST and FIN segments that belong to no session are dropped, RSTs
+//! must fall inside the receiver's window, impossible flag combinations are dropped, and
+//! connections opened by the protected servers themselves are tracked. Every drop has a named
+//! [`DropReason`]; every decision is counted in [`Counters`].
+//!
+//! The engine allocates nothing per frame, takes no locks and makes no syscalls.
 
+use crate::cookie::{CookieKey, SynCookies, SynOptions};
 use crate::counters::Counters;
-use crate::session::Timeouts;
-use crate::verdict::{Direction, Verdict};
+use crate::flow::FlowKey;
+use crate::session::{
+    tick, Session, SessionState, SessionTable, StateClass, Timeouts, F_ECN, F_FIN_CLIENT, F_FIN_SERVER,
+    F_OUTBOUND, F_PROXIED, F_SACK, F_TS, WS_NONE,
+};
+use crate::verdict::{Direction, DropReason, Verdict};
+use crate::wire::checksum;
+use crate::wire::frame::{dissect, DissectError, Dissected, Frag, Net};
+use crate::wire::tcp::{self, flags as tf, OptionsRepr, TcpOptions, TcpPacket};
+use crate::wire::IPPROTO_TCP;
 use core::net::IpAddr;
 
 /// A protected destination: an address and optionally one port (all ports when `None`).
@@ -31,15 +60,25 @@ pub enum SynMode {
     Track,
 }
 
+impl SynMode {
+    /// `"proxy"` or `"track"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SynMode::Proxy => "proxy",
+            SynMode::Track => "track",
+        }
+    }
+}
+
 /// TCP options the cookie SYN-ACK advertises to clients (they must match what the backend
-/// will use).
+/// will use: the window scale is translated if the backend differs, the MSS is not).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Advertise {
     /// MSS advertised on IPv4.
     pub mss_v4: u16,
     /// MSS advertised on IPv6.
     pub mss_v6: u16,
-    /// Window scale advertised (when the client offered window scaling).
+    /// Window scale advertised (when the client offered window scaling), 0..=14.
     pub wscale: u8,
     /// Offer SACK (when the client offered it).
     pub sack: bool,
@@ -91,46 +130,119 @@ impl Default for EngineConfig {
 pub enum EngineError {
     /// The session table could not be allocated.
     #[error("session table: {0}")]
-    Table(String),
+    Table(#[from] crate::session::TableError),
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
 }
 
 /// A frame buffer: `buf[..len]` is the frame; the engine may rewrite it and change `len`
-/// (up to `buf.len()`). Give at least 128 bytes of room past the frame.
+/// (up to `buf.len()`). Answers need up to 134 bytes from the start of the frame; give every
+/// frame a buffer of at least 256 bytes (a UMEM chunk is 2048 or 4096).
 #[derive(Debug)]
 pub struct FrameBuf<'a> {
     pub buf: &'a mut [u8],
     pub len: usize,
 }
 
+impl<'a> FrameBuf<'a> {
+    /// Wrap a buffer holding a `len`-byte frame.
+    pub fn new(buf: &'a mut [u8], len: usize) -> Self {
+        FrameBuf { buf, len }
+    }
+
+    /// The frame.
+    pub fn frame(&self) -> &[u8] {
+        &self.buf[..self.len.min(self.buf.len())]
+    }
+}
+
+/// Sequence-space "a is after b" (RFC 9293 modular comparison).
+#[inline]
+fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// A window field converted from one scale shift to another.
+#[inline]
+fn rescale(field: u16, from: u8, to: u8) -> u16 {
+    if from == to {
+        return field;
+    }
+    let bytes = (field as u64) << from;
+    (bytes >> to).min(0xffff) as u16
+}
+
+#[inline]
+fn eff_ws(ws: u8) -> u8 {
+    if ws == WS_NONE {
+        0
+    } else {
+        ws.min(14)
+    }
+}
+
+/// How many sessions' worth of slots the clock hand sweeps every `SWEEP_EVERY` frames.
+const SWEEP_SLOTS: usize = 16;
+const SWEEP_EVERY: u32 = 256;
+/// Minimum interval between SYNs re-sent to a silent backend.
+const BACKEND_SYN_RETRY_MS: u32 = 1_000;
+/// Sequence distance beyond which a segment on a live proxied session is checked as a fresh
+/// cookie ACK (a client that reused the 4-tuple after a close the scrubber did not see).
+const FAR_SEQ: u32 = 1 << 24;
+
+/// Which TCP fields a segment header rewrite writes (the IP header is always written fresh:
+/// minimal, no options or extension headers).
+struct Segment {
+    src: [u8; 16],
+    dst: [u8; 16],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    opts: OptionsRepr,
+}
+
 /// The engine: one per worker core.
 #[derive(Debug)]
 pub struct Engine {
+    protect: Vec<Protected>,
+    syn_mode: SynMode,
+    advertise: Advertise,
+    cookies: SynCookies,
+    table: SessionTable,
     counters: Counters,
+    /// Latest time seen (the clock never runs backwards inside the engine).
+    now_ns: u64,
+    frames: u32,
 }
 
 impl Engine {
-    /// Build an engine (allocates the session table).
+    /// Build an engine (allocates the session table once).
     pub fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
+        if cfg.advertise.wscale > 14 {
+            return Err(EngineError::Config(format!("window scale {} is above 14 (RFC 7323)", cfg.advertise.wscale)));
+        }
+        if cfg.advertise.mss_v4 < 536 || cfg.advertise.mss_v6 < 1220 {
+            return Err(EngineError::Config("advertised MSS below the protocol minimum (536 IPv4, 1220 IPv6)".into()));
+        }
         let names: Vec<String> = cfg.protect.iter().map(|p| p.to_string()).collect();
-        Ok(Engine { counters: Counters::new(&names) })
-    }
-
-    /// Judge one frame. `now_ns` is nanoseconds since the UNIX epoch (a capture's timestamps
-    /// in replay). `extra` receives a second frame when the verdict is
-    /// [`Verdict::ForwardWithReply`].
-    pub fn process(&mut self, now_ns: u64, dir: Direction, frame: &mut FrameBuf<'_>, extra: &mut FrameBuf<'_>) -> Verdict {
-        let _ = (now_ns, dir, frame, extra);
-        unimplemented!("engine being written")
-    }
-
-    /// Direction of a frame by address: inbound when its destination is protected, outbound
-    /// when its source is; `None` for neither (and for frames that are not IP).
-    pub fn classify(&self, frame: &[u8]) -> Option<Direction> {
-        let _ = frame;
-        unimplemented!("engine being written")
+        let key = CookieKey::from_bytes(cfg.cookie_key);
+        // The table's hash seed is derived from the cookie secret so it is secret too.
+        let seed = u64::from_le_bytes(cfg.cookie_key[..8].try_into().unwrap_or([0; 8])) ^ 0x5eed_5c4b_b3e4_0001;
+        let table = SessionTable::new(cfg.table_capacity, cfg.timeouts, seed)?;
+        Ok(Engine {
+            protect: cfg.protect,
+            syn_mode: cfg.syn_mode,
+            advertise: cfg.advertise,
+            cookies: SynCookies::new(key, cfg.cookie_slot_secs),
+            table,
+            counters: Counters::new(&names),
+            now_ns: 0,
+            frames: 0,
+        })
     }
 
     /// The counters.
@@ -140,6 +252,1005 @@ impl Engine {
 
     /// Live sessions in the table.
     pub fn sessions(&self) -> usize {
-        0
+        self.table.len()
     }
+
+    /// The session table (statistics, memory).
+    pub fn table(&self) -> &SessionTable {
+        &self.table
+    }
+
+    /// The SYN mode.
+    pub fn syn_mode(&self) -> SynMode {
+        self.syn_mode
+    }
+
+    /// Direction of a frame by address: inbound when its destination is protected, outbound
+    /// when its source is; `None` for neither (and for frames that are not IP).
+    pub fn classify(&self, frame: &[u8]) -> Option<Direction> {
+        let d = dissect(frame).ok()?;
+        if !matches!(d.net, Net::Ipv4 | Net::Ipv6) {
+            return None;
+        }
+        if self.protect.iter().any(|p| addr_eq(&p.addr, d.v6, &d.dst)) {
+            Some(Direction::Inbound)
+        } else if self.protect.iter().any(|p| addr_eq(&p.addr, d.v6, &d.src)) {
+            Some(Direction::Outbound)
+        } else {
+            None
+        }
+    }
+
+    /// Judge one frame. `now_ns` is nanoseconds since the UNIX epoch (a capture's timestamps
+    /// in replay). `extra` receives a second frame when the verdict is
+    /// [`Verdict::ForwardWithReply`]. The frame in `frame` may be rewritten (forwarded with
+    /// translated sequence numbers, or turned into an answer).
+    pub fn process(&mut self, now_ns: u64, dir: Direction, frame: &mut FrameBuf<'_>, extra: &mut FrameBuf<'_>) -> Verdict {
+        if now_ns > self.now_ns {
+            self.now_ns = now_ns;
+        }
+        let now = self.now_ns;
+        self.frames = self.frames.wrapping_add(1);
+        if self.frames % SWEEP_EVERY == 0 {
+            self.table.sweep(tick(now), SWEEP_SLOTS);
+        }
+        match dir {
+            Direction::Inbound => self.counters.rx_inbound += 1,
+            Direction::Outbound => self.counters.rx_outbound += 1,
+        }
+        let (verdict, target) = self.judge(now, dir, frame, extra);
+        let c = &mut self.counters;
+        match verdict {
+            Verdict::Forward => match dir {
+                Direction::Inbound => c.forwarded_inbound += 1,
+                Direction::Outbound => c.forwarded_outbound += 1,
+            },
+            Verdict::Reply => c.replies += 1,
+            Verdict::ForwardWithReply => {
+                c.replies += 1;
+                match dir {
+                    Direction::Inbound => c.forwarded_inbound += 1,
+                    Direction::Outbound => c.forwarded_outbound += 1,
+                }
+            }
+            Verdict::Drop(r) => c.drop(r),
+        }
+        if dir == Direction::Inbound {
+            if let Some(t) = target.and_then(|i| c.per_target.get_mut(i)) {
+                t.rx += 1;
+                match verdict {
+                    Verdict::Forward | Verdict::ForwardWithReply => t.forwarded += 1,
+                    Verdict::Reply => t.replied += 1,
+                    Verdict::Drop(_) => t.dropped += 1,
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Index of the protected entry for a service address and port.
+    #[inline]
+    fn target(&self, v6: bool, addr: &[u8; 16], port: Option<u16>) -> Option<usize> {
+        self.protect.iter().position(|p| addr_eq(&p.addr, v6, addr) && (p.port.is_none() || p.port == port))
+    }
+
+    fn judge(&mut self, now: u64, dir: Direction, frame: &mut FrameBuf<'_>, extra: &mut FrameBuf<'_>) -> (Verdict, Option<usize>) {
+        let len = frame.len.min(frame.buf.len());
+        frame.len = len;
+        let d = match dissect(&frame.buf[..len]) {
+            Ok(d) => d,
+            Err(e) => return (Verdict::Drop(dissect_reason(e)), None),
+        };
+        if d.vlans > 0 {
+            self.counters.vlan_tagged += 1;
+        }
+        match d.net {
+            Net::Arp => {
+                self.counters.passed_arp_nd += 1;
+                return (Verdict::Forward, None);
+            }
+            Net::Other => {
+                self.counters.passed_other_ethertype += 1;
+                return (Verdict::Forward, None);
+            }
+            Net::Ipv4 | Net::Ipv6 => {}
+        }
+        // The service side of the frame.
+        let svc = match dir {
+            Direction::Inbound => &d.dst,
+            Direction::Outbound => &d.src,
+        };
+        if d.proto != IPPROTO_TCP {
+            if d.nd {
+                self.counters.passed_arp_nd += 1;
+            } else if d.frag != Frag::None {
+                self.counters.passed_fragments += 1;
+            } else {
+                self.counters.passed_non_tcp += 1;
+            }
+            return (Verdict::Forward, None);
+        }
+        if d.frag != Frag::None {
+            if self.protect.iter().any(|p| addr_eq(&p.addr, d.v6, svc)) {
+                let t = self.target(d.v6, svc, None);
+                return (Verdict::Drop(DropReason::TcpFragment), t);
+            }
+            self.counters.passed_fragments += 1;
+            return (Verdict::Forward, None);
+        }
+        let l4 = &frame.buf[d.l4_off..d.l4_off + d.l4_len];
+        if l4.len() < 4 {
+            return (Verdict::Drop(DropReason::TcpMalformed), None);
+        }
+        let (sport, dport) = (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]));
+        let svc_port = match dir {
+            Direction::Inbound => dport,
+            Direction::Outbound => sport,
+        };
+        let target = match self.target(d.v6, svc, Some(svc_port)) {
+            Some(t) => t,
+            None => {
+                self.counters.passed_unprotected += 1;
+                return (Verdict::Forward, None);
+            }
+        };
+        let v = match dir {
+            Direction::Inbound => self.tcp_inbound(now, &d, frame),
+            Direction::Outbound => self.tcp_outbound(now, &d, frame, extra),
+        };
+        (v, Some(target))
+    }
+
+    /// Flag sanity shared by both directions: `Err` for combinations no TCP stack sends.
+    #[inline]
+    fn check_flags(f: u8) -> Result<(), DropReason> {
+        let f = f & !(tf::ECE | tf::CWR);
+        if f == 0 {
+            return Err(DropReason::TcpNull);
+        }
+        if f & (tf::FIN | tf::PSH | tf::URG) == (tf::FIN | tf::PSH | tf::URG) {
+            return Err(DropReason::TcpXmas);
+        }
+        if f & (tf::SYN | tf::FIN) == (tf::SYN | tf::FIN) {
+            return Err(DropReason::TcpSynFin);
+        }
+        if f & (tf::SYN | tf::RST) == (tf::SYN | tf::RST) {
+            return Err(DropReason::TcpSynRst);
+        }
+        let ok = match f & !tf::PSH {
+            x if x == tf::SYN => f & tf::PSH == 0,
+            x if x == tf::SYN | tf::ACK => f & tf::PSH == 0,
+            x if x == tf::RST || x == tf::RST | tf::ACK => true,
+            x if x == tf::ACK || x == tf::ACK | tf::FIN || x == tf::ACK | tf::URG || x == tf::ACK | tf::FIN | tf::URG => true,
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(DropReason::TcpBadFlags)
+        }
+    }
+
+    // ------------------------------------------------------------------ ext → int
+
+    fn tcp_inbound(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>) -> Verdict {
+        let tk = tick(now);
+        let (seq, ack, fl, win, sport, dport, opts_len, payload_len) = {
+            let Ok(t) = TcpPacket::new_checked(&frame.buf[d.l4_off..d.l4_off + d.l4_len]) else {
+                return Verdict::Drop(DropReason::TcpMalformed);
+            };
+            let hl = t.header_len() as usize;
+            (t.seq_number(), t.ack_number(), t.flags(), t.window_len(), t.src_port(), t.dst_port(), hl - 20, d.l4_len - hl)
+        };
+        let _ = opts_len;
+        self.counters.tcp_flags_inbound[fl as usize] += 1;
+        if let Err(r) = Self::check_flags(fl) {
+            return Verdict::Drop(r);
+        }
+        let key = if d.v6 {
+            FlowKey::v6(d.src, sport, d.dst, dport)
+        } else {
+            FlowKey::v4(d.src[..4].try_into().unwrap_or([0; 4]), sport, d.dst[..4].try_into().unwrap_or([0; 4]), dport)
+        };
+        let syn = fl & tf::SYN != 0;
+        let is_ack = fl & tf::ACK != 0;
+        let rst = fl & tf::RST != 0;
+        let fin = fl & tf::FIN != 0;
+
+        let mut found = self.table.lookup(&key, tk);
+
+        // ---- SYN (no ACK): a new connection, a retransmission, or port reuse.
+        if syn && !is_ack {
+            if let Some(id) = found {
+                let s = *self.table.get(id);
+                let retransmit = seq.wrapping_add(1) == s.next_c;
+                match (s.state.class(), self.syn_mode) {
+                    (StateClass::Closing, _) => {
+                        self.table.remove(id);
+                        self.counters.sessions_reused += 1;
+                        found = None;
+                    }
+                    (_, SynMode::Track) if retransmit && s.state == SessionState::SynSent => {
+                        self.table.get_mut(id).last_seen = tk;
+                        return Verdict::Forward;
+                    }
+                    (_, SynMode::Track) if retransmit => return Verdict::Drop(DropReason::SynInSession),
+                    (_, SynMode::Track) => {
+                        // A new ISN on a live 4-tuple: the client lost its state.
+                        self.table.remove(id);
+                        self.counters.sessions_reused += 1;
+                        found = None;
+                    }
+                    (_, SynMode::Proxy) if retransmit => return Verdict::Drop(DropReason::SynInSession),
+                    // Proxy: answer statelessly; the session is replaced only when the client
+                    // proves itself with the cookie ACK (see FAR_SEQ below).
+                    (_, SynMode::Proxy) => {}
+                }
+            }
+            return match self.syn_mode {
+                SynMode::Proxy => self.answer_cookie(now, d, frame, &key, seq, fl),
+                SynMode::Track => {
+                    if found.is_some() {
+                        return Verdict::Drop(DropReason::SynInSession);
+                    }
+                    let o = match self.options(d, frame) {
+                        Ok(o) => o,
+                        Err(r) => return Verdict::Drop(r),
+                    };
+                    let mut flags = 0;
+                    if o.timestamp.is_some() {
+                        flags |= F_TS;
+                    }
+                    if o.sack_permitted {
+                        flags |= F_SACK;
+                    }
+                    let s = Session {
+                        last_seen: tk,
+                        state: SessionState::SynSent,
+                        flags,
+                        client_ws: o.wscale.unwrap_or(WS_NONE),
+                        server_ws: WS_NONE,
+                        adv_ws: WS_NONE,
+                        win_c: win,
+                        mss: o.mss.unwrap_or(0),
+                        next_c: seq.wrapping_add(1),
+                        ..Session::default()
+                    };
+                    match self.table.insert(&key, s) {
+                        Ok(_) => {
+                            self.counters.sessions_tracked += 1;
+                            Verdict::Forward
+                        }
+                        Err(_) => Verdict::Drop(DropReason::SessionTableFull),
+                    }
+                }
+            };
+        }
+
+        // ---- SYN-ACK from outside: only for connections a protected server opened.
+        if syn {
+            let Some(id) = found else { return Verdict::Drop(DropReason::SynAckNoSession) };
+            let s = self.table.get_mut(id);
+            return match s.state {
+                SessionState::OutSynSent | SessionState::OutSynRecv => {
+                    if ack != s.next_s {
+                        return Verdict::Drop(DropReason::SynAckBadAck);
+                    }
+                    s.state = SessionState::OutSynRecv;
+                    s.next_c = seq.wrapping_add(1);
+                    s.win_c = win;
+                    s.last_seen = tk;
+                    Verdict::Forward
+                }
+                _ => Verdict::Drop(DropReason::SynAckNoSession),
+            };
+        }
+
+        // ---- Everything else needs a session (or, in proxy mode, a cookie).
+        let id = match found {
+            Some(id) if self.table.get(id).state != SessionState::Closed => {
+                let s = self.table.get(id);
+                // A far-away sequence number on a live proxied session with a pure ACK: the
+                // client may have reopened the 4-tuple (its SYN was answered statelessly).
+                if self.syn_mode == SynMode::Proxy
+                    && is_ack
+                    && !rst
+                    && !fin
+                    && s.state != SessionState::ProxySynSent
+                    && seq.wrapping_sub(s.next_c).min(s.next_c.wrapping_sub(seq)) > FAR_SEQ
+                {
+                    if let Some(v) = self.try_cookie_ack(now, d, frame, &key, (seq, ack, win, payload_len), Some(id)) {
+                        return v;
+                    }
+                }
+                id
+            }
+            _ => {
+                if rst {
+                    return Verdict::Drop(DropReason::RstNoSession);
+                }
+                if fin {
+                    return Verdict::Drop(DropReason::FinNoSession);
+                }
+                if self.syn_mode == SynMode::Proxy {
+                    if let Some(v) = self.try_cookie_ack(now, d, frame, &key, (seq, ack, win, payload_len), found) {
+                        return v;
+                    }
+                    self.counters.cookies_failed += 1;
+                }
+                return Verdict::Drop(DropReason::AckNoSession);
+            }
+        };
+
+        let s = *self.table.get(id);
+        match s.state {
+            SessionState::ProxySynSent => {
+                if rst {
+                    if seq != s.next_c {
+                        return Verdict::Drop(DropReason::RstOutOfWindow);
+                    }
+                    // Tell the backend: a bare RST in the sequence space it knows.
+                    if let Ok(mut t) = TcpPacket::new_checked(&mut frame.buf[d.l4_off..d.l4_off + d.l4_len]) {
+                        t.set_flags(tf::RST);
+                        t.set_ack_number(0);
+                    }
+                    self.fill_l4_checksum(d, frame);
+                    let s = self.table.get_mut(id);
+                    s.state = SessionState::Closed;
+                    s.last_seen = tk;
+                    self.counters.sessions_closed += 1;
+                    self.counters.rst_forwarded_inbound += 1;
+                    return Verdict::Forward;
+                }
+                // The client was told a zero window; what arrives now are its ACK
+                // retransmissions and window probes. Use one to re-send the backend SYN if the
+                // backend has been silent for a while.
+                if tk.wrapping_sub(s.last_seen) >= BACKEND_SYN_RETRY_MS {
+                    let tsval = self.options(d, frame).ok().and_then(|o| o.timestamp).map(|t| t.0);
+                    let s = self.table.get_mut(id);
+                    s.last_seen = tk;
+                    if let Some(tv) = tsval {
+                        s.next_s = tv;
+                    }
+                    let s = *s;
+                    if self.write_backend_syn(d, frame, &s).is_err() {
+                        return Verdict::Drop(DropReason::NoBufferRoom);
+                    }
+                    self.counters.backend_syns_retransmitted += 1;
+                    return Verdict::Forward;
+                }
+                Verdict::Drop(DropReason::ProxyHandshakePending)
+            }
+            SessionState::SynSent | SessionState::OutSynSent => Verdict::Drop(DropReason::AckBeforeSynAck),
+            _ => {
+                // SynRecv, OutSynRecv, Established, FinWait, Closing.
+                if rst {
+                    let w = ((s.win_s as u64) << eff_ws(s.server_ws)).clamp(1, 1 << 30) as u32;
+                    let lo = s.next_c.wrapping_sub(w);
+                    if seq.wrapping_sub(lo) > w.saturating_mul(2) {
+                        return Verdict::Drop(DropReason::RstOutOfWindow);
+                    }
+                }
+                let proxied = s.flags & F_PROXIED != 0;
+                if proxied {
+                    if let Err(r) = self.translate_inbound(d, frame, &s) {
+                        return Verdict::Drop(r);
+                    }
+                }
+                let s = self.table.get_mut(id);
+                s.last_seen = tk;
+                s.win_c = win;
+                let end = seq.wrapping_add(payload_len as u32).wrapping_add(fin as u32);
+                if seq_after(end, s.next_c) {
+                    s.next_c = end;
+                }
+                if rst {
+                    s.state = SessionState::Closed;
+                    self.counters.sessions_closed += 1;
+                    self.counters.rst_forwarded_inbound += 1;
+                } else if fin {
+                    s.flags |= F_FIN_CLIENT;
+                    s.state = if s.flags & F_FIN_SERVER != 0 { SessionState::Closing } else { SessionState::FinWait };
+                    if s.state == SessionState::Closing {
+                        self.counters.sessions_closed += 1;
+                    }
+                } else if s.state == SessionState::SynRecv && is_ack && ack == s.next_s {
+                    s.state = SessionState::Established;
+                }
+                Verdict::Forward
+            }
+        }
+    }
+
+    /// Parse the TCP options of the frame's segment.
+    fn options(&self, d: &Dissected, frame: &FrameBuf<'_>) -> Result<TcpOptions, DropReason> {
+        let t = TcpPacket::new_checked(&frame.buf[d.l4_off..d.l4_off + d.l4_len]).map_err(|_| DropReason::TcpMalformed)?;
+        tcp::parse_options(t.options()).map_err(|_| DropReason::TcpBadOptions)
+    }
+
+    /// Proxy mode: turn the SYN into the cookie SYN-ACK, in place.
+    fn answer_cookie(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>, key: &FlowKey, seq: u32, fl: u8) -> Verdict {
+        let o = match self.options(d, frame) {
+            Ok(o) => o,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let adv = self.advertise;
+        let ts = o.timestamp.filter(|_| adv.timestamps);
+        let syn = SynOptions {
+            mss: o.mss.unwrap_or(0),
+            wscale: o.wscale,
+            sack_permitted: o.sack_permitted && adv.sack,
+            timestamps: ts.is_some(),
+            ecn: fl & (tf::ECE | tf::CWR) == (tf::ECE | tf::CWR),
+        };
+        let issued = self.cookies.issue(now, key, seq, &syn);
+        let mut opts = OptionsRepr {
+            mss: Some(if d.v6 { adv.mss_v6 } else { adv.mss_v4 }),
+            wscale: o.wscale.map(|_| adv.wscale),
+            sack_permitted: syn.sack_permitted,
+            ..OptionsRepr::default()
+        };
+        if let (Some((client_tsval, _)), Some(tsval)) = (ts, issued.tsval) {
+            opts.timestamp = Some((tsval, client_tsval));
+        }
+        let (sport, dport) = (key.client_port, key.server_port);
+        let seg = Segment {
+            src: d.dst,
+            dst: d.src,
+            sport: dport,
+            dport: sport,
+            seq: issued.isn,
+            ack: seq.wrapping_add(1),
+            flags: tf::SYN | tf::ACK | if syn.ecn { tf::ECE } else { 0 },
+            window: 0,
+            opts,
+        };
+        swap_macs(frame.buf);
+        match write_segment(frame, d, &seg) {
+            Ok(()) => {
+                self.counters.cookies_sent += 1;
+                Verdict::Reply
+            }
+            Err(()) => Verdict::Drop(DropReason::NoBufferRoom),
+        }
+    }
+
+    /// Proxy mode: a session-less ACK (or one far outside a live session). `Some(verdict)` when
+    /// `ack - 1` is a valid cookie: the session is created (replacing `old`) and the frame
+    /// rewritten into the SYN towards the backend. `None` when the cookie does not validate.
+    ///
+    /// A bare ACK is also tried as a zero-window probe (`seq = ISN`, RFC 9293 §3.8.6.1): the
+    /// cookie SYN-ACK advertised a zero window, so a client whose handshake ACK was lost
+    /// probes with the sequence number just below `ISN + 1`.
+    fn try_cookie_ack(
+        &mut self,
+        now: u64,
+        d: &Dissected,
+        frame: &mut FrameBuf<'_>,
+        key: &FlowKey,
+        (seq, ack, win, payload_len): (u32, u32, u16, usize),
+        old: Option<crate::session::SlotId>,
+    ) -> Option<Verdict> {
+        let o = self.options(d, frame).ok()?;
+        let tsecr = o.timestamp.map(|t| t.1);
+        let cookie = ack.wrapping_sub(1);
+        let (dec, next_c) = match self.cookies.validate(now, key, seq.wrapping_sub(1), cookie, tsecr) {
+            Ok(dec) => (dec, seq),
+            Err(_) if payload_len == 0 => (self.cookies.validate(now, key, seq, cookie, tsecr).ok()?, seq.wrapping_add(1)),
+            Err(_) => return None,
+        };
+        if let Some(id) = old {
+            self.table.remove(id);
+            self.counters.sessions_reused += 1;
+        }
+        let mut flags = F_PROXIED;
+        if dec.timestamps {
+            flags |= F_TS;
+        }
+        if dec.sack_permitted {
+            flags |= F_SACK;
+        }
+        if dec.ecn {
+            flags |= F_ECN;
+        }
+        let s = Session {
+            last_seen: tick(now),
+            state: SessionState::ProxySynSent,
+            flags,
+            client_ws: dec.wscale.unwrap_or(WS_NONE),
+            server_ws: WS_NONE,
+            adv_ws: if dec.wscale.is_some() { self.advertise.wscale } else { WS_NONE },
+            _pad: 0,
+            win_c: win,
+            win_s: 0,
+            mss: dec.mss,
+            next_c,
+            next_s: o.timestamp.map(|t| t.0).unwrap_or(0),
+            seq_off: cookie,
+            ts_off: tsecr.unwrap_or(0),
+        };
+        self.counters.cookies_validated += 1;
+        if self.table.insert(key, s).is_err() {
+            return Some(Verdict::Drop(DropReason::SessionTableFull));
+        }
+        self.counters.sessions_proxied += 1;
+        if self.write_backend_syn(d, frame, &s).is_err() {
+            return Some(Verdict::Drop(DropReason::NoBufferRoom));
+        }
+        self.counters.backend_syns_sent += 1;
+        Some(Verdict::Forward)
+    }
+
+    /// Rewrite the client's frame into the SYN it would have sent to the backend.
+    fn write_backend_syn(&self, d: &Dissected, frame: &mut FrameBuf<'_>, s: &Session) -> Result<(), ()> {
+        let ts = s.flags & F_TS != 0;
+        let client_ws = if s.client_ws == WS_NONE { None } else { Some(s.client_ws) };
+        let window = ((s.win_c as u32) << eff_ws(s.client_ws)).min(0xffff) as u16;
+        let l4 = &frame.buf[d.l4_off..];
+        let (sport, dport) = (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]));
+        let seg = Segment {
+            src: d.src,
+            dst: d.dst,
+            sport,
+            dport,
+            seq: s.next_c.wrapping_sub(1),
+            ack: 0,
+            flags: tf::SYN | if s.flags & F_ECN != 0 { tf::ECE | tf::CWR } else { 0 },
+            window,
+            opts: OptionsRepr {
+                mss: Some(s.mss),
+                wscale: client_ws,
+                sack_permitted: s.flags & F_SACK != 0,
+                timestamp: if ts { Some((s.next_s, 0)) } else { None },
+                ..OptionsRepr::default()
+            },
+        };
+        write_segment(frame, d, &seg)
+    }
+
+    /// Client → backend translation of a proxied session: ack and SACK blocks from the cookie
+    /// sequence space to the backend's, TSecr from the scrubber's clock to the backend's.
+    fn translate_inbound(&self, d: &Dissected, frame: &mut FrameBuf<'_>, s: &Session) -> Result<(), DropReason> {
+        let seg = &mut frame.buf[d.l4_off..d.l4_off + d.l4_len];
+        let mut t = TcpPacket::new_checked(&mut *seg).map_err(|_| DropReason::TcpMalformed)?;
+        let mut ck = t.checksum();
+        if t.flags() & tf::ACK != 0 {
+            let a = t.ack_number();
+            let na = a.wrapping_sub(s.seq_off);
+            t.set_ack_number(na);
+            ck = checksum::update32(ck, a, na);
+        }
+        // Window: the client scales by its own shift; the backend assumes that shift only if
+        // it negotiated scaling itself.
+        let backend_view = if s.server_ws == WS_NONE { 0 } else { eff_ws(s.client_ws) };
+        let w = t.window_len();
+        let nw = rescale(w, eff_ws(s.client_ws), backend_view);
+        if nw != w {
+            t.set_window_len(nw);
+            ck = checksum::update16(ck, w, nw);
+        }
+        let hl = t.header_len() as usize;
+        t.set_checksum(ck);
+        if hl > 20 {
+            let o = tcp::parse_options(&seg[20..hl]).map_err(|_| DropReason::TcpBadOptions)?;
+            let opts = &mut seg[20..hl];
+            if let Some(off) = o.ts_offset {
+                // TSecr follows TSval.
+                ck = patch_u32(opts, off + 4, ck, |v| v.wrapping_sub(s.ts_off));
+            }
+            if let Some(off) = o.sack_offset {
+                for i in 0..o.sack_blocks as usize {
+                    ck = patch_u32(opts, off + 8 * i, ck, |v| v.wrapping_sub(s.seq_off));
+                    ck = patch_u32(opts, off + 8 * i + 4, ck, |v| v.wrapping_sub(s.seq_off));
+                }
+            }
+            seg[16..18].copy_from_slice(&ck.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// Backend → client translation of a proxied session: seq into the cookie sequence space,
+    /// TSval into the scrubber's clock, window to the scale advertised to the client.
+    fn translate_outbound(&self, d: &Dissected, frame: &mut FrameBuf<'_>, s: &Session) -> Result<(), DropReason> {
+        let seg = &mut frame.buf[d.l4_off..d.l4_off + d.l4_len];
+        let mut t = TcpPacket::new_checked(&mut *seg).map_err(|_| DropReason::TcpMalformed)?;
+        let mut ck = t.checksum();
+        let q = t.seq_number();
+        let nq = q.wrapping_add(s.seq_off);
+        t.set_seq_number(nq);
+        ck = checksum::update32(ck, q, nq);
+        let from = if s.server_ws == WS_NONE { 0 } else { eff_ws(s.server_ws) };
+        let to = if s.adv_ws == WS_NONE { 0 } else { eff_ws(s.adv_ws) };
+        let w = t.window_len();
+        let nw = rescale(w, from, to);
+        if nw != w {
+            t.set_window_len(nw);
+            ck = checksum::update16(ck, w, nw);
+        }
+        let hl = t.header_len() as usize;
+        t.set_checksum(ck);
+        if hl > 20 && s.ts_off != 0 {
+            let o = tcp::parse_options(&seg[20..hl]).map_err(|_| DropReason::TcpBadOptions)?;
+            if let Some(off) = o.ts_offset {
+                ck = patch_u32(&mut seg[20..hl], off, ck, |v| v.wrapping_add(s.ts_off));
+                seg[16..18].copy_from_slice(&ck.to_be_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    fn fill_l4_checksum(&self, d: &Dissected, frame: &mut FrameBuf<'_>) {
+        let seg = &mut frame.buf[d.l4_off..d.l4_off + d.l4_len];
+        tcp::fill_checksum(seg, &d.src, &d.dst, d.v6);
+    }
+
+    // ------------------------------------------------------------------ int → ext
+
+    fn tcp_outbound(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>, extra: &mut FrameBuf<'_>) -> Verdict {
+        let tk = tick(now);
+        let (seq, ack, fl, win, sport, dport, payload_len) = {
+            let Ok(t) = TcpPacket::new_checked(&frame.buf[d.l4_off..d.l4_off + d.l4_len]) else {
+                return Verdict::Drop(DropReason::TcpMalformed);
+            };
+            let hl = t.header_len() as usize;
+            (t.seq_number(), t.ack_number(), t.flags(), t.window_len(), t.src_port(), t.dst_port(), d.l4_len - hl)
+        };
+        if let Err(r) = Self::check_flags(fl) {
+            return Verdict::Drop(r);
+        }
+        // Oriented client (dst, ext side) / server (src, protected).
+        let key = if d.v6 {
+            FlowKey::v6(d.dst, dport, d.src, sport)
+        } else {
+            FlowKey::v4(d.dst[..4].try_into().unwrap_or([0; 4]), dport, d.src[..4].try_into().unwrap_or([0; 4]), sport)
+        };
+        let syn = fl & tf::SYN != 0;
+        let is_ack = fl & tf::ACK != 0;
+        let rst = fl & tf::RST != 0;
+        let fin = fl & tf::FIN != 0;
+        let found = self.table.lookup(&key, tk);
+
+        if syn && !is_ack {
+            // A protected server opens a connection itself.
+            if let Some(id) = found {
+                let s = *self.table.get(id);
+                if s.state == SessionState::OutSynSent && s.next_s == seq.wrapping_add(1) {
+                    // Retransmission of the same SYN.
+                    self.table.get_mut(id).last_seen = tk;
+                    return Verdict::Forward;
+                }
+                // A server reusing the 4-tuple has lost (or closed) the old connection.
+                self.counters.sessions_reused += 1;
+                self.table.remove(id);
+            }
+            let o = self.options(d, frame).unwrap_or_default();
+            let s = Session {
+                last_seen: tk,
+                state: SessionState::OutSynSent,
+                flags: F_OUTBOUND,
+                client_ws: WS_NONE,
+                server_ws: o.wscale.unwrap_or(WS_NONE),
+                adv_ws: WS_NONE,
+                win_s: win,
+                next_s: seq.wrapping_add(1),
+                ..Session::default()
+            };
+            return match self.table.insert(&key, s) {
+                Ok(_) => {
+                    self.counters.sessions_outbound += 1;
+                    Verdict::Forward
+                }
+                Err(_) => Verdict::Drop(DropReason::SessionTableFull),
+            };
+        }
+
+        let Some(id) = found else {
+            if syn {
+                return Verdict::Drop(DropReason::SynAckNoSession);
+            }
+            if rst {
+                self.counters.rst_forwarded_outbound += 1;
+            }
+            self.counters.outbound_no_session += 1;
+            return Verdict::Forward;
+        };
+        let s = *self.table.get(id);
+
+        if syn {
+            // SYN-ACK from the backend.
+            return match s.state {
+                SessionState::ProxySynSent => self.consume_backend_synack(tk, d, frame, extra, id, seq, ack, win),
+                SessionState::SynSent | SessionState::SynRecv => {
+                    if ack != s.next_c {
+                        return Verdict::Drop(DropReason::SynAckBadAck);
+                    }
+                    let o = self.options(d, frame).unwrap_or_default();
+                    let s = self.table.get_mut(id);
+                    s.state = SessionState::SynRecv;
+                    s.next_s = seq.wrapping_add(1);
+                    s.win_s = win;
+                    s.server_ws = o.wscale.unwrap_or(WS_NONE);
+                    s.last_seen = tk;
+                    Verdict::Forward
+                }
+                _ if s.flags & F_PROXIED != 0 && seq.wrapping_add(1) == s.next_s => {
+                    // The backend did not get our ACK and retransmits its SYN-ACK: ACK again.
+                    self.reack_backend(d, frame, &s)
+                }
+                _ => Verdict::Drop(DropReason::SynAckNoSession),
+            };
+        }
+
+        let proxied = s.flags & F_PROXIED != 0;
+        if proxied {
+            if s.state == SessionState::ProxySynSent {
+                // Nothing but the SYN-ACK is expected yet. A RST (port closed, backend
+                // refusing) goes to the client in the sequence space it knows.
+                if !rst {
+                    return Verdict::Drop(DropReason::ProxyHandshakePending);
+                }
+                if let Ok(mut t) = TcpPacket::new_checked(&mut frame.buf[d.l4_off..d.l4_off + d.l4_len]) {
+                    t.set_seq_number(s.seq_off.wrapping_add(1));
+                    t.set_ack_number(0);
+                    t.set_flags(tf::RST);
+                }
+                self.fill_l4_checksum(d, frame);
+            } else if let Err(r) = self.translate_outbound(d, frame, &s) {
+                return Verdict::Drop(r);
+            }
+        }
+        let s = self.table.get_mut(id);
+        s.last_seen = tk;
+        s.win_s = win;
+        let end = seq.wrapping_add(payload_len as u32).wrapping_add(fin as u32);
+        if s.state != SessionState::ProxySynSent && seq_after(end, s.next_s) {
+            s.next_s = end;
+        }
+        if rst {
+            if s.state != SessionState::Closed {
+                self.counters.sessions_closed += 1;
+            }
+            s.state = SessionState::Closed;
+            self.counters.rst_forwarded_outbound += 1;
+        } else if fin {
+            s.flags |= F_FIN_SERVER;
+            if s.state != SessionState::Closed {
+                let was = s.state;
+                s.state = if s.flags & F_FIN_CLIENT != 0 { SessionState::Closing } else { SessionState::FinWait };
+                if s.state == SessionState::Closing && was != SessionState::Closing {
+                    self.counters.sessions_closed += 1;
+                }
+            }
+        } else if s.state == SessionState::OutSynRecv && is_ack && ack == s.next_c {
+            s.state = SessionState::Established;
+        }
+        Verdict::Forward
+    }
+
+    /// The backend answered the proxied SYN: record the offsets, ACK the backend (into
+    /// `extra`, sent back out int) and give the client its window (the frame, sent out ext).
+    #[allow(clippy::too_many_arguments)]
+    fn consume_backend_synack(
+        &mut self,
+        tk: u32,
+        d: &Dissected,
+        frame: &mut FrameBuf<'_>,
+        extra: &mut FrameBuf<'_>,
+        id: crate::session::SlotId,
+        seq: u32,
+        ack: u32,
+        win: u16,
+    ) -> Verdict {
+        let s0 = *self.table.get(id);
+        if ack != s0.next_c {
+            return Verdict::Drop(DropReason::SynAckBadAck);
+        }
+        let o = match self.options(d, frame) {
+            Ok(o) => o,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let client_tsval = s0.next_s;
+        let our_tsval = s0.ts_off;
+        let cookie_isn = s0.seq_off;
+        let ts = s0.flags & F_TS != 0;
+        let server_tsval = o.timestamp.map(|t| t.0);
+        let s = self.table.get_mut(id);
+        s.seq_off = cookie_isn.wrapping_sub(seq);
+        s.ts_off = match (ts, server_tsval) {
+            (true, Some(sv)) => our_tsval.wrapping_sub(sv),
+            _ => 0,
+        };
+        s.server_ws = o.wscale.unwrap_or(WS_NONE);
+        s.win_s = win;
+        s.next_s = seq.wrapping_add(1);
+        s.state = SessionState::Established;
+        s.last_seen = tk;
+        let s = *s;
+
+        // The ACK to the backend, built from a copy of the SYN-ACK.
+        if extra.buf.len() < frame.len {
+            return Verdict::Drop(DropReason::NoBufferRoom);
+        }
+        extra.buf[..frame.len].copy_from_slice(&frame.buf[..frame.len]);
+        extra.len = frame.len;
+        swap_macs(extra.buf);
+        let backend_ack = Segment {
+            src: d.dst,
+            dst: d.src,
+            sport: s0_client_port(d, frame),
+            dport: s0_server_port(d, frame),
+            seq: s.next_c,
+            ack: seq.wrapping_add(1),
+            flags: tf::ACK,
+            window: s.win_c,
+            opts: OptionsRepr {
+                timestamp: match (ts, server_tsval) {
+                    (true, Some(sv)) => Some((client_tsval, sv)),
+                    _ => None,
+                },
+                ..OptionsRepr::default()
+            },
+        };
+        if write_segment(extra, d, &backend_ack).is_err() {
+            return Verdict::Drop(DropReason::NoBufferRoom);
+        }
+        // The window update to the client.
+        let from = if s.server_ws == WS_NONE { 0 } else { eff_ws(s.server_ws) };
+        let to = if s.adv_ws == WS_NONE { 0 } else { eff_ws(s.adv_ws) };
+        // A SYN-ACK's window is never scaled.
+        let window = rescale(win, 0, to);
+        let _ = from;
+        let update = Segment {
+            src: d.src,
+            dst: d.dst,
+            sport: s0_server_port(d, frame),
+            dport: s0_client_port(d, frame),
+            seq: cookie_isn.wrapping_add(1),
+            ack: s.next_c,
+            flags: tf::ACK,
+            window,
+            opts: OptionsRepr {
+                timestamp: match (ts, server_tsval) {
+                    (true, Some(sv)) => Some((sv.wrapping_add(s.ts_off), client_tsval)),
+                    _ => None,
+                },
+                ..OptionsRepr::default()
+            },
+        };
+        if write_segment(frame, d, &update).is_err() {
+            return Verdict::Drop(DropReason::NoBufferRoom);
+        }
+        self.counters.backend_synacks_consumed += 1;
+        Verdict::ForwardWithReply
+    }
+
+    /// A retransmitted backend SYN-ACK on an open proxied session: ACK it again.
+    fn reack_backend(&mut self, d: &Dissected, frame: &mut FrameBuf<'_>, s: &Session) -> Verdict {
+        let o = self.options(d, frame).unwrap_or_default();
+        let seg = Segment {
+            src: d.dst,
+            dst: d.src,
+            sport: s0_client_port(d, frame),
+            dport: s0_server_port(d, frame),
+            seq: s.next_c,
+            ack: s.next_s,
+            flags: tf::ACK,
+            window: s.win_c,
+            opts: OptionsRepr {
+                timestamp: match (s.flags & F_TS != 0, o.timestamp) {
+                    // TSval: what the backend recorded from the client (its TSecr), so PAWS passes.
+                    (true, Some((sv, se))) => Some((se, sv)),
+                    _ => None,
+                },
+                ..OptionsRepr::default()
+            },
+        };
+        swap_macs(frame.buf);
+        if write_segment(frame, d, &seg).is_err() {
+            return Verdict::Drop(DropReason::NoBufferRoom);
+        }
+        self.counters.backend_synacks_reacked += 1;
+        Verdict::Reply
+    }
+}
+
+/// Client port of an outbound (server → client) segment: its destination port.
+fn s0_client_port(d: &Dissected, frame: &FrameBuf<'_>) -> u16 {
+    let l4 = &frame.buf[d.l4_off..];
+    u16::from_be_bytes([l4[2], l4[3]])
+}
+
+/// Server port of an outbound segment: its source port.
+fn s0_server_port(d: &Dissected, frame: &FrameBuf<'_>) -> u16 {
+    let l4 = &frame.buf[d.l4_off..];
+    u16::from_be_bytes([l4[0], l4[1]])
+}
+
+fn addr_eq(a: &IpAddr, v6: bool, b: &[u8; 16]) -> bool {
+    match a {
+        IpAddr::V4(a) => !v6 && a.octets() == b[..4],
+        IpAddr::V6(a) => v6 && a.octets() == *b,
+    }
+}
+
+fn dissect_reason(e: DissectError) -> DropReason {
+    match e {
+        DissectError::Ethernet => DropReason::EthTruncated,
+        DissectError::Vlan => DropReason::VlanMalformed,
+        DissectError::Ipv4 => DropReason::Ipv4Malformed,
+        DissectError::Ipv4Checksum => DropReason::Ipv4BadChecksum,
+        DissectError::Ipv6 => DropReason::Ipv6Malformed,
+        DissectError::Tcp => DropReason::TcpMalformed,
+        DissectError::L4 => DropReason::L4Truncated,
+    }
+}
+
+fn swap_macs(buf: &mut [u8]) {
+    if buf.len() >= 12 {
+        let (a, b) = buf.split_at_mut(6);
+        a.swap_with_slice(&mut b[..6]);
+    }
+}
+
+/// Read a big-endian u32 at `off` in `b`, replace it with `f(old)` and return the updated
+/// checksum.
+#[inline]
+fn patch_u32(b: &mut [u8], off: usize, ck: u16, f: impl Fn(u32) -> u32) -> u16 {
+    let Some(field) = b.get_mut(off..off + 4) else { return ck };
+    let old = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+    let new = f(old);
+    field.copy_from_slice(&new.to_be_bytes());
+    checksum::update32(ck, old, new)
+}
+
+/// Write a fresh IP header (no options, no extension headers) and a TCP segment without
+/// payload at the frame's L3 offset; the Ethernet header and VLAN tags are left as they are.
+fn write_segment(frame: &mut FrameBuf<'_>, d: &Dissected, s: &Segment) -> Result<(), ()> {
+    let opt_len = s.opts.buffer_len();
+    let tcp_len = 20 + opt_len;
+    let ip_len = if d.v6 { 40 } else { 20 };
+    let total = d.l3_off + ip_len + tcp_len;
+    if total > frame.buf.len() || opt_len > 40 {
+        return Err(());
+    }
+    let b = &mut frame.buf[d.l3_off..total];
+    if d.v6 {
+        b[0] = 0x60;
+        b[1] = 0;
+        b[2] = 0;
+        b[3] = 0;
+        b[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+        b[6] = IPPROTO_TCP;
+        b[7] = 64;
+        b[8..24].copy_from_slice(&s.src);
+        b[24..40].copy_from_slice(&s.dst);
+    } else {
+        b[0] = 0x45;
+        b[1] = 0;
+        b[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
+        b[4..6].copy_from_slice(&[0, 0]);
+        b[6..8].copy_from_slice(&[0x40, 0]);
+        b[8] = 64;
+        b[9] = IPPROTO_TCP;
+        b[10..12].copy_from_slice(&[0, 0]);
+        b[12..16].copy_from_slice(&s.src[..4]);
+        b[16..20].copy_from_slice(&s.dst[..4]);
+        let ck = checksum::finish(checksum::sum(&b[..20]));
+        b[10..12].copy_from_slice(&ck.to_be_bytes());
+    }
+    let t = &mut b[ip_len..];
+    t[0..2].copy_from_slice(&s.sport.to_be_bytes());
+    t[2..4].copy_from_slice(&s.dport.to_be_bytes());
+    t[4..8].copy_from_slice(&s.seq.to_be_bytes());
+    t[8..12].copy_from_slice(&s.ack.to_be_bytes());
+    t[12] = ((tcp_len / 4) as u8) << 4;
+    t[13] = s.flags;
+    t[14..16].copy_from_slice(&s.window.to_be_bytes());
+    t[16..20].copy_from_slice(&[0, 0, 0, 0]);
+    if s.opts.emit(&mut t[20..]) != opt_len {
+        return Err(());
+    }
+    tcp::fill_checksum(t, &s.src, &s.dst, d.v6);
+    frame.len = total;
+    Ok(())
 }

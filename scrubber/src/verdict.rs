@@ -131,6 +131,9 @@ drop_reasons! {
     /// The session table had no slot a new session may take: all candidates were live
     /// established sessions, which an embryonic session may not evict.
     SessionTableFull = "session_table_full",
+    /// The frame buffer had no room for the answer the engine had to write into it (the data
+    /// plane gives every frame a full UMEM chunk, so this indicates a misconfigured caller).
+    NoBufferRoom = "no_buffer_room",
 }
 
 impl core::fmt::Display for DropReason {

@@ -1,0 +1,236 @@
+//! `scrubber-perf engine`: frames judged per second on one core, in memory, per path.
+//!
+//! Every path is measured the same way: a pool of prepared frames, each copied into a
+//! 2048-byte buffer (what the NIC's DMA would have done) and handed to `Engine::process`; the
+//! copy is included in the figure. Sessions are opened through the engine itself (real cookie
+//! handshakes), so the table holds exactly what it would hold in service.
+
+use scrubber::engine::{Engine, EngineConfig, FrameBuf, Protected, SynMode};
+use scrubber::verdict::{Direction, Verdict};
+use scrubber::wire::builder::TcpFrame;
+use scrubber::wire::tcp::flags as tf;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+const T0: u64 = 1_767_225_600 * 1_000_000_000;
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+
+/// One measured path.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Figure {
+    pub path: &'static str,
+    pub sessions: usize,
+    pub mpps: f64,
+    pub ns_per_frame: f64,
+    pub frames: u64,
+}
+
+/// Results of a run.
+#[derive(Debug)]
+pub struct Report {
+    pub figures: Vec<Figure>,
+    pub bytes_per_slot: usize,
+    pub table_bytes: Vec<(usize, usize, usize)>, // (sessions, capacity, bytes)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 16) as u32
+    }
+}
+
+/// Client address and port of flow `i` (64 ports per address, addresses in 198.19.0.0/16
+/// and 198.18.128.0/17 — benchmarking ranges only).
+fn client(i: usize) -> (IpAddr, u16) {
+    let a = (i / 64) as u32;
+    let ip = if a < 65536 {
+        Ipv4Addr::new(198, 19, (a >> 8) as u8, a as u8)
+    } else {
+        let b = a - 65536;
+        Ipv4Addr::new(198, 18, 128 | ((b >> 8) as u8 & 0x7f), b as u8)
+    };
+    (IpAddr::V4(ip), 10_000 + (i % 64) as u16)
+}
+
+fn syn_frame(i: usize, isn: u32) -> TcpFrame {
+    let (c, p) = client(i);
+    let mut f = TcpFrame::new(c, p, IpAddr::V4(SERVER), 80, tf::SYN);
+    f.seq = isn;
+    f.options.mss = Some(1460);
+    f.options.wscale = Some(7);
+    f.options.sack_permitted = true;
+    f.options.timestamp = Some((1000 + i as u32, 0));
+    f
+}
+
+struct Bench {
+    engine: Engine,
+    now: u64,
+    buf: Vec<u8>,
+    extra: Vec<u8>,
+    len: usize,
+}
+
+impl Bench {
+    fn new(capacity: usize) -> Bench {
+        let cfg = EngineConfig {
+            protect: vec![Protected { addr: IpAddr::V4(SERVER), port: Some(80) }],
+            syn_mode: SynMode::Proxy,
+            table_capacity: capacity,
+            cookie_key: *b"bench-cookie-key",
+            ..EngineConfig::default()
+        };
+        Bench { engine: Engine::new(cfg).expect("engine"), now: T0, buf: vec![0; 2048], extra: vec![0; 2048], len: 0 }
+    }
+
+    #[inline]
+    fn process(&mut self, dir: Direction, frame: &[u8]) -> Verdict {
+        self.buf[..frame.len()].copy_from_slice(frame);
+        let mut f = FrameBuf { buf: &mut self.buf, len: frame.len() };
+        let mut x = FrameBuf { buf: &mut self.extra, len: 0 };
+        let v = self.engine.process(self.now, dir, &mut f, &mut x);
+        self.len = f.len;
+        v
+    }
+
+    fn out(&self) -> TcpFrame {
+        TcpFrame::parse(&self.buf[..self.len]).expect("engine output parses")
+    }
+
+    /// Run the client side of a handshake up to the ACK that carries the cookie; return the
+    /// ACK (not yet sent).
+    fn cookie_ack(&mut self, i: usize) -> TcpFrame {
+        let isn = 0x1000_0000u32.wrapping_add(i as u32 * 7919);
+        let syn = syn_frame(i, isn).build();
+        assert_eq!(self.process(Direction::Inbound, &syn), Verdict::Reply);
+        let sa = self.out();
+        let (c, p) = client(i);
+        let mut a = TcpFrame::new(c, p, IpAddr::V4(SERVER), 80, tf::ACK);
+        a.seq = isn.wrapping_add(1);
+        a.ack = sa.seq.wrapping_add(1);
+        a.window = 502;
+        a.options.timestamp = Some((1001 + i as u32, sa.options.timestamp.map(|t| t.0).unwrap_or(0)));
+        a
+    }
+
+    /// Open flow `i` completely (client handshake, backend handshake); returns a client data
+    /// segment for it.
+    fn open(&mut self, i: usize) -> Vec<u8> {
+        let a = self.cookie_ack(i);
+        assert_eq!(self.process(Direction::Inbound, &a.build()), Verdict::Forward);
+        let bsyn = self.out();
+        let (c, p) = client(i);
+        let mut sa = TcpFrame::new(IpAddr::V4(SERVER), 80, c, p, tf::SYN | tf::ACK);
+        sa.seq = 0x7000_0000u32.wrapping_add(i as u32 * 104_729);
+        sa.ack = bsyn.seq.wrapping_add(1);
+        sa.options.mss = Some(1460);
+        sa.options.wscale = Some(7);
+        sa.options.sack_permitted = true;
+        sa.options.timestamp = Some((50_000, bsyn.options.timestamp.map(|t| t.0).unwrap_or(0)));
+        assert_eq!(self.process(Direction::Outbound, &sa.build()), Verdict::ForwardWithReply);
+        let mut d = a.clone();
+        d.flags = tf::ACK | tf::PSH;
+        d.payload = b"GET /index.html HTTP/1.1\r\nHost: bench\r\nUser-Agent: perf\r\nAccept: */*\r\n\r\n".to_vec();
+        d.build()
+    }
+
+    fn measure(&mut self, path: &'static str, sessions: usize, dir: Direction, pool: &[Vec<u8>], budget: Duration, expect: Verdict) -> Figure {
+        // Warm-up and verdict check.
+        for f in pool.iter().take(1024) {
+            let v = self.process(dir, f);
+            assert_eq!(v, expect, "{path}: unexpected verdict");
+        }
+        let mut n = 0u64;
+        let start = Instant::now();
+        'outer: loop {
+            for chunk in pool.chunks(4096) {
+                for f in chunk {
+                    let v = self.process(dir, f);
+                    std::hint::black_box(v);
+                }
+                n += chunk.len() as u64;
+                if start.elapsed() >= budget {
+                    break 'outer;
+                }
+            }
+        }
+        let el = start.elapsed().as_secs_f64();
+        Figure { path, sessions, mpps: n as f64 / el / 1e6, ns_per_frame: el * 1e9 / n as f64, frames: n }
+    }
+}
+
+/// Run the engine benchmark for each table population in `populations`.
+pub fn run(populations: &[usize], budget: Duration, progress: &mut dyn FnMut(&str)) -> Report {
+    let mut figures = vec![];
+    let mut table_bytes = vec![];
+    let mut bytes_per_slot = 0;
+    for &k in populations {
+        // Room for the live sessions plus the sessions the cookie-ACK path creates.
+        let fresh = 200_000usize;
+        let capacity = ((k + fresh) * 5 / 4).next_power_of_two();
+        let mut b = Bench::new(capacity);
+        progress(&format!("opening {k} sessions through real cookie handshakes (table {capacity} slots)"));
+        let mut data = Vec::with_capacity(k.min(65536));
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for i in 0..k {
+            let d = b.open(i);
+            if data.len() < 65536 {
+                data.push(d);
+            } else {
+                // Reservoir sample so the pool spreads over the whole table.
+                let j = rng.next() as usize % (i + 1);
+                if j < data.len() {
+                    data[j] = d;
+                }
+            }
+        }
+        assert_eq!(b.engine.sessions(), k);
+        bytes_per_slot = b.engine.table().memory_bytes() / b.engine.table().capacity();
+        table_bytes.push((k, b.engine.table().capacity(), b.engine.table().memory_bytes()));
+
+        // Untracked ACK-PSH: spoofed sources, random seq/ack, payload; each is checked against
+        // the cookie and dropped.
+        let mut ackpsh = Vec::with_capacity(65536);
+        for _ in 0..65536 {
+            let r = rng.next();
+            let src = IpAddr::V4(Ipv4Addr::new(198, 19, (r >> 8) as u8, r as u8));
+            let mut f = TcpFrame::new(src, 1024 + (rng.next() % 60000) as u16, IpAddr::V4(SERVER), 80, tf::ACK | tf::PSH);
+            f.seq = rng.next();
+            f.ack = rng.next();
+            f.payload = vec![b'x'; 64];
+            ackpsh.push(f.build());
+        }
+        progress("measuring untracked ACK-PSH drop");
+        figures.push(b.measure("ack_psh_drop", k, Direction::Inbound, &ackpsh, budget, Verdict::Drop(scrubber::DropReason::AckNoSession)));
+
+        // SYN → cookie SYN-ACK.
+        let syns: Vec<Vec<u8>> = (0..65536).map(|i| syn_frame(k + fresh + i, rng.next()).build()).collect();
+        progress("measuring SYN → cookie SYN-ACK");
+        figures.push(b.measure("syn_cookie_answer", k, Direction::Inbound, &syns, budget, Verdict::Reply));
+
+        // Established forward (client data, seq/ack/TS translated), random sessions.
+        progress("measuring established forward");
+        figures.push(b.measure("established_forward", k, Direction::Inbound, &data, budget, Verdict::Forward));
+
+        // Valid cookie ACK → session + backend SYN: every frame must be a fresh handshake, so
+        // this path runs over a fixed number of frames rather than a time budget.
+        progress("preparing cookie ACKs");
+        let acks: Vec<Vec<u8>> = (0..fresh).map(|i| b.cookie_ack(k + i).build()).collect();
+        progress("measuring valid cookie ACK → session");
+        let start = Instant::now();
+        for f in &acks {
+            let v = b.process(Direction::Inbound, f);
+            debug_assert_eq!(v, Verdict::Forward);
+            std::hint::black_box(v);
+        }
+        let el = start.elapsed().as_secs_f64();
+        assert_eq!(b.engine.sessions(), k + fresh, "every cookie ACK opened a session");
+        let n = acks.len() as u64;
+        figures.push(Figure { path: "cookie_ack_session", sessions: k, mpps: n as f64 / el / 1e6, ns_per_frame: el * 1e9 / n as f64, frames: n });
+    }
+    Report { figures, bytes_per_slot, table_bytes }
+}
