@@ -29,7 +29,7 @@ pub const DEFAULT_TTL: u8 = 64;
 /// Default TCP window of [`TcpFrame::new`].
 pub const DEFAULT_WINDOW: u16 = 64240;
 
-/// A complete Ethernet / [VLAN] / IPv4-or-IPv6 / TCP frame as values.
+/// A complete Ethernet / optional VLAN tags / IPv4-or-IPv6 / TCP frame as values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpFrame {
     /// Source MAC address.

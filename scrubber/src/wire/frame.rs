@@ -219,16 +219,8 @@ fn l4(frame: &[u8], d: &mut Dissected) -> Result<(), DissectError> {
                 return Err(DissectError::Tcp);
             }
         }
-        IPPROTO_UDP => {
-            if l4.len() < super::udp::HEADER_LEN {
-                return Err(DissectError::L4);
-            }
-        }
-        IPPROTO_ICMP if !d.v6 => {
-            if l4.len() < 4 {
-                return Err(DissectError::L4);
-            }
-        }
+        IPPROTO_UDP if l4.len() < super::udp::HEADER_LEN => return Err(DissectError::L4),
+        IPPROTO_ICMP if !d.v6 && l4.len() < 4 => return Err(DissectError::L4),
         IPPROTO_ICMPV6 if d.v6 => {
             if l4.len() < 4 {
                 return Err(DissectError::L4);
