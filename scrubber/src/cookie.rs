@@ -739,4 +739,33 @@ mod tests {
         assert!(CookieKey::load(&binary).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// Rough cost per call; prints, asserts nothing about time. Run with
+    /// `cargo test --release -p scrubber --lib cookie::tests::bench -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn bench_issue_validate() {
+        let c = cookies();
+        let n = 2_000_000u32;
+        for (name, flow) in [("v4", v4()), ("v6", v6())] {
+            for ts in [false, true] {
+                let syn = SynOptions { mss: 1460, wscale: Some(7), sack_permitted: true, timestamps: ts, ecn: false };
+                let t0 = std::time::Instant::now();
+                let mut acc = 0u32;
+                for i in 0..n {
+                    acc ^= c.issue(NOW + u64::from(i), &flow, i, &syn).isn;
+                }
+                let issue = t0.elapsed().as_nanos() as f64 / f64::from(n);
+                let out = c.issue(NOW, &flow, 1, &syn);
+                let t0 = std::time::Instant::now();
+                let mut ok = 0u32;
+                for i in 0..n {
+                    ok += u32::from(c.validate(NOW + u64::from(i), &flow, 1, out.isn ^ (i & 1), out.tsval).is_ok());
+                }
+                let validate = t0.elapsed().as_nanos() as f64 / f64::from(n);
+                std::hint::black_box(acc);
+                eprintln!("{name} ts={ts}: issue {issue:.1} ns, validate {validate:.1} ns ({ok} ok)");
+            }
+        }
+    }
 }
