@@ -62,7 +62,9 @@ pub enum TargetError {
         input: String,
     },
     /// Something other than an IPv6 address inside brackets.
-    #[error("'{input}': '{inner}' inside [ ] is not an IPv6 address (brackets are only for IPv6; write IPv4 as ADDR:PORT)")]
+    #[error(
+        "'{input}': '{inner}' inside [ ] is not an IPv6 address (brackets are only for IPv6; write IPv4 as ADDR:PORT)"
+    )]
     BracketsNotIpv6 {
         /// The text as given.
         input: String,
@@ -188,6 +190,32 @@ pub fn parse_target(s: &str) -> Result<Target, TargetError> {
     }
 }
 
+/// A warning for targets that parse, but probably not as meant: an unbracketed IPv6 address
+/// whose last group looks like a port (`2001:2::10:80` is the *address* `2001:2::10:80`, all
+/// ports). Returns the text to show the operator, or `None`.
+///
+/// ```
+/// assert!(rulespec::target_warning("2001:2::10:80").unwrap().contains("[2001:2::10]:80"));
+/// assert!(rulespec::target_warning("[2001:2::10]:80").is_none());
+/// assert!(rulespec::target_warning("2001:2::10").is_none());
+/// ```
+pub fn target_warning(s: &str) -> Option<String> {
+    let s = s.trim();
+    if s.starts_with('[') || s.parse::<Ipv6Addr>().is_err() {
+        return None;
+    }
+    let (host, last) = s.rsplit_once(':')?;
+    if last.is_empty() || last.len() > 5 || !last.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let port = last.parse::<u16>().ok().filter(|&p| p != 0)?;
+    let addr = host.parse::<Ipv6Addr>().ok()?;
+    Some(format!(
+        "'{s}' is read as the IPv6 address {} (all ports); to protect port {port} of {addr}, write [{addr}]:{port}",
+        s.parse::<Ipv6Addr>().ok()?
+    ))
+}
+
 fn parse_port(input: &str, p: &str) -> Result<u16, TargetError> {
     if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
         return Err(TargetError::PortNotNumber { input: input.to_string(), port: p.to_string() });
@@ -269,6 +297,17 @@ mod tests {
     }
 
     #[test]
+    fn warns_about_ipv6_that_looks_like_it_has_a_port() {
+        let w = target_warning("2001:2::10:443").unwrap();
+        assert!(w.contains("[2001:2::10]:443") && w.contains("all ports"), "{w}");
+        for quiet in
+            ["198.18.0.10:80", "2001:2::10", "[2001:2::10]:80", "2001:2::abcd", "::1", "garbage", "2001:2::10:0"]
+        {
+            assert_eq!(target_warning(quiet), None, "{quiet}");
+        }
+    }
+
+    #[test]
     fn messages_quote_the_input() {
         for s in ["198.18.0.10:0", "198.18.0.10:70000", "[2001:2::10", "x:1", "[::1]x"] {
             assert!(err(s).to_string().contains(s), "{s}");
@@ -279,6 +318,7 @@ mod tests {
         #[test]
         fn arbitrary_strings_never_panic(s in "\\PC*") {
             let _ = parse_target(&s);
+            let _ = target_warning(&s);
         }
 
         #[test]

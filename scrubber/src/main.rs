@@ -147,6 +147,9 @@ fn cmd_replay(a: ReplayArgs) -> Result<()> {
     let mut protect = Vec::with_capacity(a.protect.len());
     for p in &a.protect {
         let t = rulespec::parse_target(p).with_context(|| format!("bad --protect value '{p}'"))?;
+        if let Some(w) = rulespec::target_warning(p) {
+            eprintln!("warning: --protect {w}");
+        }
         protect.push(Protected { addr: t.addr, port: t.port });
     }
     if a.sessions == 0 {
@@ -197,8 +200,8 @@ fn print_summary(s: &replay::Summary, json: bool) -> Result<()> {
 /// of 32 hex digits.
 // TODO: switch to `scrubber::cookie::CookieKey::load(path)?.bytes()` when cookie.rs lands.
 fn load_secret(path: &Path) -> Result<[u8; 16]> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read cookie secret {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read cookie secret {}", path.display()))?;
     let hint = "expected one line of 32 hex digits; create one with `scrubber gen-secret > FILE`";
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
     let Some(line) = lines.next() else {
@@ -208,7 +211,11 @@ fn load_secret(path: &Path) -> Result<[u8; 16]> {
         bail!("cookie secret {} holds more than one secret line: {hint}", path.display());
     }
     if line.len() != 32 || !line.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("cookie secret {}: '{}' is not 32 hex digits: {hint}", path.display(), line.chars().take(40).collect::<String>());
+        bail!(
+            "cookie secret {}: '{}' is not 32 hex digits: {hint}",
+            path.display(),
+            line.chars().take(40).collect::<String>()
+        );
     }
     let mut key = [0u8; 16];
     for (i, k) in key.iter_mut().enumerate() {

@@ -73,7 +73,7 @@ pub struct ReplayOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// The input could not be opened or read.
-    #[error("cannot read capture {path}: {source}")]
+    #[error("cannot read capture {path}")]
     Open {
         /// The input file.
         path: PathBuf,
@@ -133,7 +133,7 @@ pub enum ReplayError {
         path: PathBuf,
     },
     /// An output could not be created or written; no output was left behind.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Output {
         /// The output file.
         path: PathBuf,
@@ -421,8 +421,7 @@ fn check_paths(opts: &ReplayOptions) -> Result<(), ReplayError> {
     .collect();
     for (i, (a, pa)) in named.iter().enumerate() {
         for (b, pb) in &named[i + 1..] {
-            let same = pa == pb
-                || matches!((pa.canonicalize(), pb.canonicalize()), (Ok(x), Ok(y)) if x == y);
+            let same = pa == pb || matches!((pa.canonicalize(), pb.canonicalize()), (Ok(x), Ok(y)) if x == y);
             if same {
                 return Err(ReplayError::SamePath { what: format!("{a} and {b}"), path: pb.to_path_buf() });
             }
@@ -478,7 +477,10 @@ impl Input {
             },
         };
         match magic {
-            [0xa1, 0xb2, 0xc3, 0xd4] | [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] | [0x4d, 0x3c, 0xb2, 0xa1] => {
+            [0xa1, 0xb2, 0xc3, 0xd4]
+            | [0xd4, 0xc3, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0x3c, 0x4d]
+            | [0x4d, 0x3c, 0xb2, 0xa1] => {
                 let r = PcapReader::new(f).map_err(|e| bad_header("pcap", e))?;
                 let header = r.header();
                 if header.datalink != DataLink::ETHERNET {
@@ -709,7 +711,8 @@ impl Output {
             endianness: Endianness::native(),
             ..PcapHeader::default()
         };
-        out.writer = Some(PcapWriter::with_header(BufWriter::with_capacity(1 << 20, file), header).map_err(|e| out.err(e))?);
+        out.writer =
+            Some(PcapWriter::with_header(BufWriter::with_capacity(1 << 20, file), header).map_err(|e| out.err(e))?);
         Ok(out)
     }
 
@@ -863,7 +866,11 @@ impl Summary {
             let _ = writeln!(o, "  {:<24} {:>12} {:>7}", name, group(n), pct(n, judged));
         }
         if self.forward_with_reply_verdicts > 0 {
-            let _ = writeln!(o, "  ({} forwarded frames also sent an answer back)", group(self.forward_with_reply_verdicts));
+            let _ = writeln!(
+                o,
+                "  ({} forwarded frames also sent an answer back)",
+                group(self.forward_with_reply_verdicts)
+            );
         }
 
         let reasons = self.dropped_by_reason.nonzero_by_count();
@@ -908,7 +915,11 @@ impl Summary {
         if !c.per_target.is_empty() {
             let w = c.per_target.iter().map(|t| t.target.len()).max().unwrap_or(0).max(6);
             let _ = writeln!(o);
-            let _ = writeln!(o, "  {:<w$} {:>12} {:>12} {:>12} {:>12}", "target", "inbound", "forwarded", "answered", "dropped");
+            let _ = writeln!(
+                o,
+                "  {:<w$} {:>12} {:>12} {:>12} {:>12}",
+                "target", "inbound", "forwarded", "answered", "dropped"
+            );
             for t in &c.per_target {
                 let _ = writeln!(
                     o,
@@ -924,10 +935,18 @@ impl Summary {
 
         let _ = writeln!(o);
         if self.snapped > 0 {
-            let _ = writeln!(o, "  {} frames were cut short by the capture's snap length (judged as captured)", group(self.snapped));
+            let _ = writeln!(
+                o,
+                "  {} frames were cut short by the capture's snap length (judged as captured)",
+                group(self.snapped)
+            );
         }
         if self.oversize_skipped > 0 {
-            let _ = writeln!(o, "  {} frames over 65,535 bytes skipped (offload super-frames, not wire frames)", group(self.oversize_skipped));
+            let _ = writeln!(
+                o,
+                "  {} frames over 65,535 bytes skipped (offload super-frames, not wire frames)",
+                group(self.oversize_skipped)
+            );
         }
         for out in &self.outputs {
             let _ = writeln!(o, "  wrote {:<8} {} frames to {}", out.kind, group(out.frames), out.path);
@@ -964,6 +983,83 @@ mod tests {
         // Absurd resolutions do not panic.
         let _ = ts_params(&[InterfaceDescriptionOption::IfTsResol(0x7f)]);
         let _ = ts_params(&[InterfaceDescriptionOption::IfTsResol(0xff)]);
+    }
+
+    /// Read every record of `bytes` (written to a temp file) until the end or a stop.
+    fn read_all(name: &str, bytes: &[u8]) -> (usize, bool) {
+        let path = std::env::temp_dir().join(format!("scrubber-replay-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let mut buf = vec![0u8; FRAME_BUF];
+        let res = match Input::open(&path) {
+            Err(_) => (0, true),
+            Ok(mut input) => {
+                let mut n = 0;
+                loop {
+                    match input.next(&mut buf) {
+                        Ok(Some(_)) => n += 1,
+                        Ok(None) => break (n, false),
+                        Err(_) => break (n, true),
+                    }
+                }
+            }
+        };
+        let _ = std::fs::remove_file(&path);
+        res
+    }
+
+    const PCAP_HEADER: [u8; 24] =
+        [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0];
+
+    #[test]
+    fn pcap_records_and_truncation() {
+        let mut f = PCAP_HEADER.to_vec();
+        for i in 0..3u8 {
+            f.extend_from_slice(&[i, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 60, 0, 0, 0]);
+            f.extend_from_slice(&[i; 20]);
+        }
+        assert_eq!(read_all("ok", &f), (3, false));
+        assert_eq!(read_all("cut", &f[..f.len() - 5]), (2, true));
+    }
+
+    #[test]
+    fn packet_blocks_are_bounds_checked() {
+        let mut buf = vec![0u8; 64];
+        // Captured length beyond the block.
+        let mut epb = vec![0u8; 20];
+        epb[12..16].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(packet_block(6, &epb, Endianness::Little, &mut buf).is_err());
+        assert!(packet_block(6, &epb[..10], Endianness::Little, &mut buf).is_err());
+        assert!(packet_block(3, &[1, 2], Endianness::Big, &mut buf).is_err());
+        // A simple packet block whose body includes padding.
+        let (_, ts, rec) = packet_block(3, &[0, 0, 0, 2, 7, 7, 0, 0], Endianness::Big, &mut buf).unwrap();
+        assert_eq!((ts, rec.caplen, &buf[..2]), (None, 2, &[7u8, 7][..]));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        #[test]
+        fn garbage_after_a_pcap_header_never_panics(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let mut f = PCAP_HEADER.to_vec();
+            f.extend_from_slice(&tail);
+            let _ = read_all("fuzz-pcap", &f);
+        }
+
+        #[test]
+        fn garbage_pcapng_never_panics(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            // Section header (little endian) + interface (Ethernet) + arbitrary bytes.
+            let mut f = vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0];
+            f.extend_from_slice(&[0xff; 8]);
+            f.extend_from_slice(&[28, 0, 0, 0]);
+            f.extend_from_slice(&[1, 0, 0, 0, 20, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0, 0, 20, 0, 0, 0]);
+            f.extend_from_slice(&tail);
+            let _ = read_all("fuzz-pcapng", &f);
+        }
+
+        #[test]
+        fn packet_block_never_panics(kind in 0u32..8, body in proptest::collection::vec(proptest::num::u8::ANY, 0..128)) {
+            let mut buf = vec![0u8; 64];
+            let _ = packet_block(kind, &body, Endianness::Little, &mut buf);
+        }
     }
 
     #[test]
