@@ -47,9 +47,12 @@ Expected outcome of
   frames 3918; forwarded 718 (180 legitimate TCP + 38 other + 500 spoofed SYNs); dropped 3200:
   ack_no_session 2300, rst_no_session 300, fin_no_session 300, tcp_xmas 100, tcp_null 100,
   tcp_syn_fin 100; nothing else dropped, nothing answered.
-With --syn-mode proxy the SYN flood is answered (500 cookie SYN-ACKs in --answers) instead of
-forwarded; the recorded conversations then cannot complete (their clients' ACKs acknowledge the
-real server's ISNs, not cookies), which is why track is the default for replay.
+With --syn-mode proxy every SYN (the 500 spoofed and the 20 legitimate ones) is answered with a
+cookie SYN-ACK (in --answers) instead of forwarded, and the recorded conversations cannot
+complete: their clients' ACKs acknowledge the real server's ISNs, not cookies (dropped as
+ack_no_session, cookies_failed), and the server's recorded SYN-ACKs answer no handshake the
+scrubber forwarded. That is why track is the default for replay; proxy mode is for seeing what the
+SYN proxy does to floods.
 """
 
 import json

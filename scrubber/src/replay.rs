@@ -421,13 +421,26 @@ fn check_paths(opts: &ReplayOptions) -> Result<(), ReplayError> {
     .collect();
     for (i, (a, pa)) in named.iter().enumerate() {
         for (b, pb) in &named[i + 1..] {
-            let same = pa == pb || matches!((pa.canonicalize(), pb.canonicalize()), (Ok(x), Ok(y)) if x == y);
+            let same = pa == pb || matches!((normalize(pa), normalize(pb)), (Some(x), Some(y)) if x == y);
             if same {
                 return Err(ReplayError::SamePath { what: format!("{a} and {b}"), path: pb.to_path_buf() });
             }
         }
     }
     Ok(())
+}
+
+/// The absolute form of a path whose directory exists (the file itself need not).
+fn normalize(p: &Path) -> Option<PathBuf> {
+    if let Ok(c) = p.canonicalize() {
+        return Some(c);
+    }
+    let name = p.file_name()?;
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.canonicalize().ok()?,
+        _ => std::env::current_dir().ok()?,
+    };
+    Some(parent.join(name))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -399,6 +399,11 @@ fn same_output_twice_is_rejected() {
     let o = run(&["replay", p(&sample()), "--protect", "198.18.0.10", "--pass", p(&out), "--drop", p(&out)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--pass and --drop"), "{}", stderr(&o));
+    // The same file spelled two ways.
+    let other = dir.join(".").join("out.pcap");
+    let o = run(&["replay", p(&sample()), "--protect", "198.18.0.10", "--pass", p(&out), "--answers", p(&other)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--pass and --answers"), "{}", stderr(&o));
     let o = run(&["replay", p(&sample()), "--protect", "198.18.0.10", "--pass", p(&sample())]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("the input and --pass"), "{}", stderr(&o));
