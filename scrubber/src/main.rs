@@ -1,1 +1,239 @@
-fn main() {}
+//! The `scrubber` command line.
+//!
+//! * `scrubber replay` — run a capture through the engine (pcap in, pcaps out, summary).
+//! * `scrubber gen-secret` — print a fresh SYN-cookie secret.
+//!
+//! Exit status: 0 on success, 1 on any error (including a bad command line); errors are printed
+//! as `error: …` followed by their causes.
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use scrubber::replay::{self, ReplayError, ReplayOptions};
+use scrubber::{Engine, EngineConfig, Protected, SynMode};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Inline DDoS packet scrubber.
+///
+/// The judging engine validates TCP towards protected services (SYN cookies or handshake
+/// tracking; session-less ACK/RST/FIN floods dropped and counted by reason) and passes other
+/// traffic. For now it runs over captures (`scrubber replay`); the AF_XDP data plane comes later.
+#[derive(Debug, Parser)]
+#[command(name = "scrubber", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Replay(ReplayArgs),
+    GenSecret(GenSecretArgs),
+}
+
+/// How SYNs towards protected services are handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SynModeArg {
+    /// Forward SYNs and track the handshake (right for replaying recorded conversations).
+    Track,
+    /// Answer SYNs with cookie SYN-ACKs (shows what the SYN proxy does to floods).
+    Proxy,
+}
+
+/// Run a capture through the engine and write what it forwarded, dropped and answered.
+///
+/// Reads a pcap or pcapng file of Ethernet frames (both directions mixed) and judges every frame
+/// with the capture's own timestamps as the clock. A frame is inbound when its destination is a
+/// protected target, outbound when its source is; anything else (including ARP) is fed as
+/// inbound, and the engine passes it.
+///
+/// Only the outputs you name are written; each appears only when the run succeeds (written to a
+/// temporary file beside it, then renamed). If the capture turns out truncated or corrupt part
+/// way, the frames before the bad record are still judged and written, the summary is printed
+/// marked INCOMPLETE, and the exit status is 1.
+///
+/// Example:
+///   scrubber replay samples/sample.pcap --protect 198.18.0.10:80 --protect '[2001:2::10]:80'
+///       --pass /tmp/pass.pcap --drop /tmp/drop.pcap
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+struct ReplayArgs {
+    /// Capture to replay (pcap or pcapng, Ethernet link type).
+    #[arg(value_name = "IN")]
+    input: PathBuf,
+
+    /// Protect this destination: IP (all ports), IP:PORT, IPv6, [IPv6] or [IPv6]:PORT.
+    /// Repeat for several targets; at least one is required.
+    #[arg(long, value_name = "IP[:PORT]", required = true)]
+    protect: Vec<String>,
+
+    /// SYN handling. `track` (default) forwards SYNs and tracks handshakes: use it for captures
+    /// recorded without the scrubber, where the server's own SYN-ACKs carry its own ISNs, so in
+    /// proxy mode the clients' ACKs could never carry valid cookies and every recorded
+    /// connection would be dropped. `proxy` answers every SYN with a cookie SYN-ACK: use it to
+    /// see what the SYN proxy does to SYN floods (answers go to --answers).
+    #[arg(long, value_enum, default_value_t = SynModeArg::Track, value_name = "MODE")]
+    syn_mode: SynModeArg,
+
+    /// Write the frames the engine forwarded (as rewritten) to this pcap.
+    #[arg(long, value_name = "OUT")]
+    pass: Option<PathBuf>,
+
+    /// Write the dropped frames (as received) to this pcap.
+    #[arg(long, value_name = "OUT")]
+    drop: Option<PathBuf>,
+
+    /// Write the frames the engine sent back towards the sender (cookie SYN-ACKs, ACKs to
+    /// backends) to this pcap.
+    #[arg(long, value_name = "OUT")]
+    answers: Option<PathBuf>,
+
+    /// Print the summary as one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+
+    /// SYN-cookie secret file (32 hex digits, `#` comment lines allowed), as written by
+    /// `scrubber gen-secret`. Without it a random secret is used.
+    #[arg(long, value_name = "FILE")]
+    cookie_secret: Option<PathBuf>,
+
+    /// Session table capacity (rounded up to a power of two).
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    sessions: usize,
+}
+
+/// Print a fresh random SYN-cookie secret (32 hex digits) with a comment line.
+///
+/// Give every scrubber behind the same ECMP group the same secret so that any box validates any
+/// box's cookies:
+///   scrubber gen-secret > /etc/scrubber/cookie.secret && chmod 600 /etc/scrubber/cookie.secret
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+struct GenSecretArgs {}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are not errors; everything else exits 1, like any other error.
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Replay(a) => cmd_replay(a),
+        Command::GenSecret(_) => cmd_gen_secret(),
+    }
+}
+
+fn cmd_replay(a: ReplayArgs) -> Result<()> {
+    if a.protect.is_empty() {
+        bail!("give at least one --protect IP[:PORT] (e.g. --protect 198.18.0.10:80)");
+    }
+    let mut protect = Vec::with_capacity(a.protect.len());
+    for p in &a.protect {
+        let t = rulespec::parse_target(p).with_context(|| format!("bad --protect value '{p}'"))?;
+        if let Some(w) = rulespec::target_warning(p) {
+            eprintln!("warning: --protect {w}");
+        }
+        protect.push(Protected { addr: t.addr, port: t.port });
+    }
+    if a.sessions == 0 {
+        bail!("--sessions 0: the session table needs at least one slot (default 65536)");
+    }
+    let cookie_key = match &a.cookie_secret {
+        Some(path) => load_secret(path)?,
+        None => random_secret()?,
+    };
+    let cfg = EngineConfig {
+        protect,
+        syn_mode: match a.syn_mode {
+            SynModeArg::Track => SynMode::Track,
+            SynModeArg::Proxy => SynMode::Proxy,
+        },
+        table_capacity: a.sessions,
+        cookie_key,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(cfg).context("cannot build the engine")?;
+    let opts = ReplayOptions { input: a.input, pass: a.pass, drop: a.drop, answers: a.answers };
+
+    match replay::replay(&mut engine, &opts) {
+        Ok(summary) => {
+            print_summary(&summary, a.json)?;
+            Ok(())
+        }
+        Err(ReplayError::Stopped { path, packet, offset, detail, summary }) => {
+            // Show what was done before the bad record, then fail.
+            print_summary(&summary, a.json)?;
+            let e = ReplayError::Stopped { path, packet, offset, detail, summary };
+            Err(anyhow::Error::new(e).context("the replay did not reach the end of the capture"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn print_summary(s: &replay::Summary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(s).context("cannot encode the summary as JSON")?);
+    } else {
+        print!("{}", s.render_text());
+    }
+    Ok(())
+}
+
+/// Read a cookie secret file: `#` comment lines and blank lines ignored, then exactly one line
+/// of 32 hex digits.
+// TODO: switch to `scrubber::cookie::CookieKey::load(path)?.bytes()` when cookie.rs lands.
+fn load_secret(path: &Path) -> Result<[u8; 16]> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read cookie secret {}", path.display()))?;
+    let hint = "expected one line of 32 hex digits; create one with `scrubber gen-secret > FILE`";
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let Some(line) = lines.next() else {
+        bail!("cookie secret {} holds no secret: {hint}", path.display());
+    };
+    if lines.next().is_some() {
+        bail!("cookie secret {} holds more than one secret line: {hint}", path.display());
+    }
+    if line.len() != 32 || !line.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!(
+            "cookie secret {}: '{}' is not 32 hex digits: {hint}",
+            path.display(),
+            line.chars().take(40).collect::<String>()
+        );
+    }
+    let mut key = [0u8; 16];
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = u8::from_str_radix(&line[2 * i..2 * i + 2], 16).context("hex digit")?;
+    }
+    Ok(key)
+}
+
+fn random_secret() -> Result<[u8; 16]> {
+    let mut key = [0u8; 16];
+    getrandom::getrandom(&mut key).map_err(|e| anyhow::anyhow!("cannot get random bytes from the OS: {e}"))?;
+    Ok(key)
+}
+
+fn cmd_gen_secret() -> Result<()> {
+    let key = random_secret()?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    println!("# scrubber SYN-cookie secret: give the same file to every scrubber behind one ECMP group (--cookie-secret FILE); keep it private (chmod 600)");
+    println!("{hex}");
+    Ok(())
+}

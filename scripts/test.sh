@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The project's single test entry point. Run from anywhere:
+#   sudo scripts/test.sh        (or scripts/test.sh when already root)
+# Installs what the tests need (idempotently), then runs every test and a replay smoke run.
+# Exits non-zero on any failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+# ---------------------------------------------------------------------------------------------
+# Prerequisites
+command -v cargo >/dev/null || { echo "error: cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
+
+apt_updated=0
+apt_install() {
+    # Install the Debian packages whose command is missing: apt_install CMD:PKG ...
+    local missing=()
+    for spec in "$@"; do
+        command -v "${spec%%:*}" >/dev/null 2>&1 || missing+=("${spec#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "warning: not root, cannot install ${missing[*]} (run: sudo scripts/test.sh)" >&2
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null; then
+        echo "warning: no apt-get; install ${missing[*]} yourself" >&2
+        return 0
+    fi
+    if [ "$apt_updated" -eq 0 ]; then
+        say "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Tools for the network-namespace and NIC setup (iproute2: ip; ethtool: offload switches).
+apt_install ip:iproute2 ethtool:ethtool
+# >>> AF_XDP end-to-end tests (arriving with the data-plane work): add their tools here, e.g.
+# apt_install hping3:hping3 tcpdump:tcpdump
+# <<<
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+say "cargo test --workspace --locked"
+cargo test --workspace --locked
+
+say "replay smoke run on samples/sample.pcap"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+cargo run -q -p scrubber --locked -- replay samples/sample.pcap \
+    --protect 198.18.0.10:80 --protect '[2001:2::10]:80' --syn-mode track \
+    --pass "$out/pass.pcap" --drop "$out/drop.pcap" --answers "$out/answers.pcap"
+for f in pass drop answers; do
+    [ -s "$out/$f.pcap" ] || { echo "error: replay did not write $f.pcap" >&2; exit 1; }
+done
+say "all tests passed"
