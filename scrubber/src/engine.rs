@@ -25,7 +25,7 @@ use crate::counters::Counters;
 use crate::flow::FlowKey;
 use crate::session::{
     tick, Session, SessionState, SessionTable, StateClass, Timeouts, F_ECN, F_FIN_CLIENT, F_FIN_SERVER,
-    F_OUTBOUND, F_PROXIED, F_SACK, F_TS, WS_NONE,
+    F_OUTBOUND, F_PROXIED, F_SACK, F_TS, F_TS_STRIP, WS_NONE,
 };
 use crate::verdict::{Direction, DropReason, Verdict};
 use crate::wire::checksum;
@@ -835,8 +835,14 @@ impl Engine {
             let o = tcp::parse_options(&seg[20..hl]).map_err(|_| DropReason::TcpBadOptions)?;
             let opts = &mut seg[20..hl];
             if let Some(off) = o.ts_offset {
-                // TSecr follows TSval.
-                ck = patch_u32(opts, off + 4, ck, |v| v.wrapping_sub(s.ts_off));
+                if s.flags & F_TS_STRIP != 0 {
+                    // The backend did not negotiate timestamps: blank the option (kind and
+                    // length sit just before TSval) so the segment keeps its length.
+                    ck = blank_option(opts, off.wrapping_sub(2), 10, ck);
+                } else {
+                    // TSecr follows TSval.
+                    ck = patch_u32(opts, off + 4, ck, |v| v.wrapping_sub(s.ts_off));
+                }
             }
             if let Some(off) = o.sack_offset {
                 for i in 0..o.sack_blocks as usize {
@@ -1061,6 +1067,9 @@ impl Engine {
             _ => 0,
         };
         s.server_ws = o.wscale.unwrap_or(WS_NONE);
+        if ts && server_tsval.is_none() {
+            s.flags |= F_TS_STRIP;
+        }
         s.win_s = win;
         s.next_s = seq.wrapping_add(1);
         s.state = SessionState::Established;
@@ -1201,6 +1210,30 @@ fn patch_u32(b: &mut [u8], off: usize, ck: u16, f: impl Fn(u32) -> u32) -> u16 {
     let new = f(old);
     field.copy_from_slice(&new.to_be_bytes());
     checksum::update32(ck, old, new)
+}
+
+/// Overwrite `len` bytes at `at` in the TCP options (which start at an even offset of the
+/// header, 20) with NOP options and return the updated checksum.
+fn blank_option(opts: &mut [u8], at: usize, len: usize, ck: u16) -> u16 {
+    let Some(end) = at.checked_add(len).filter(|&e| e <= opts.len()) else { return ck };
+    // Work on 16-bit words aligned to the TCP header (options start at byte 20).
+    let (lo, hi) = (at & !1, (end + 1) & !1);
+    let mut old = [0u8; 16];
+    let span = hi.min(opts.len()) - lo;
+    if span > old.len() {
+        return ck;
+    }
+    old[..span].copy_from_slice(&opts[lo..lo + span]);
+    opts[at..end].fill(tcp::kind::NOP);
+    let mut ck = ck;
+    for i in (0..span).step_by(2) {
+        let o = u16::from_be_bytes([old[i], *old.get(i + 1).unwrap_or(&0)]);
+        let n = u16::from_be_bytes([opts[lo + i], *opts.get(lo + i + 1).unwrap_or(&0)]);
+        if o != n {
+            ck = checksum::update16(ck, o, n);
+        }
+    }
+    ck
 }
 
 /// Write a fresh IP header (no options, no extension headers) and a TCP segment without

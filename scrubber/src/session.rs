@@ -117,6 +117,9 @@ pub const F_FIN_CLIENT: u8 = 1 << 4;
 pub const F_FIN_SERVER: u8 = 1 << 5;
 /// Session flag: the session was opened by a protected server (int side).
 pub const F_OUTBOUND: u8 = 1 << 6;
+/// Session flag: the client negotiated timestamps with the proxy but the backend did not; the
+/// client's timestamp options are blanked (NOPs) on the way to the backend.
+pub const F_TS_STRIP: u8 = 1 << 7;
 
 /// Window scale value meaning "no window scale option".
 pub const WS_NONE: u8 = 0xff;

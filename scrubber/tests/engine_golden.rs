@@ -329,7 +329,8 @@ fn proxy_syn_flood_is_answered_without_state() {
     let mut e = engine(SynMode::Proxy);
     let mut rng = Lcg(9);
     for _ in 0..20_000 {
-        let f = flood_frame(&mut rng, rng.0 % 2 == 0, tf::SYN, false);
+        let v6 = rng.0 % 2 == 0;
+        let f = flood_frame(&mut rng, v6, tf::SYN, false);
         let (v, out) = run(&mut e, Direction::Inbound, &f);
         assert_eq!(v, Verdict::Reply);
         assert_eq!(TcpFrame::parse(&out).unwrap().flags, tf::SYN | tf::ACK);

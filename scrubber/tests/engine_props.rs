@@ -51,7 +51,8 @@ fn judge(e: &mut Engine, dir: Direction, bytes: &[u8], now: u64) {
     let mut x = FrameBuf { buf: &mut extra, len: 0 };
     let before = e.counters().clone();
     let v = e.process(now, dir, &mut f, &mut x);
-    assert!(f.len <= 2048);
+    let len = f.len;
+    assert!(len <= 2048);
     let after = e.counters();
     let moved = (after.forwarded_inbound + after.forwarded_outbound + after.replies + after.dropped_total())
         - (before.forwarded_inbound + before.forwarded_outbound + before.replies + before.dropped_total());
@@ -59,7 +60,7 @@ fn judge(e: &mut Engine, dir: Direction, bytes: &[u8], now: u64) {
     assert_eq!(moved, want, "one count per emitted/dropped frame ({v:?})");
     // Frames the engine wrote itself must be well formed.
     if v == Verdict::Reply || v == Verdict::ForwardWithReply {
-        TcpFrame::parse(&buf[..f.len]).expect("an answer the engine wrote parses");
+        TcpFrame::parse(&buf[..len]).expect("an answer the engine wrote parses");
     }
 }
 

@@ -10,7 +10,7 @@
 use scrubber::engine::{Advertise, Engine, EngineConfig, FrameBuf, Protected, SynMode};
 use scrubber::verdict::{Direction, DropReason, Verdict};
 use scrubber::wire::builder::TcpFrame;
-use scrubber::wire::tcp::{flags as tf, OptionsRepr, SackBlocks};
+use scrubber::wire::tcp::{flags as tf, SackBlocks};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -612,8 +612,10 @@ fn in_window_rst_closes_out_of_window_rst_dropped() {
     let f = one(&out, To::Server);
     assert_eq!(f.flags & tf::RST, tf::RST);
     assert_eq!(f.seq, c.snd_nxt);
-    // After the RST the session is closed: further ACKs are session-less.
-    let late = c.frame(w.now, c.snd_nxt, tf::ACK, &[]);
+    // After the RST the session is closed: further segments are session-less. (The original
+    // handshake ACK, seq = ISN + 1, would carry a still-valid cookie and reopen the session, as
+    // with Linux cookies; a later segment does not.)
+    let late = c.frame(w.now, c.snd_nxt.wrapping_add(1000), tf::ACK | tf::PSH, b"late");
     assert!(w.send(To::Client, late).is_empty());
     assert_eq!(w.drops.pop(), Some(DropReason::AckNoSession));
     assert_eq!(w.engine.counters().rst_forwarded_inbound, 1);
