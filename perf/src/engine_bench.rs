@@ -138,7 +138,15 @@ impl Bench {
         d.build()
     }
 
-    fn measure(&mut self, path: &'static str, sessions: usize, dir: Direction, pool: &[Vec<u8>], budget: Duration, expect: Verdict) -> Figure {
+    fn measure(
+        &mut self,
+        path: &'static str,
+        sessions: usize,
+        dir: Direction,
+        pool: &[Vec<u8>],
+        budget: Duration,
+        expect: Verdict,
+    ) -> Figure {
         // Warm-up and verdict check.
         for f in pool.iter().take(1024) {
             let v = self.process(dir, f);
@@ -198,14 +206,22 @@ pub fn run(populations: &[usize], budget: Duration, progress: &mut dyn FnMut(&st
         for _ in 0..65536 {
             let r = rng.next();
             let src = IpAddr::V4(Ipv4Addr::new(198, 19, (r >> 8) as u8, r as u8));
-            let mut f = TcpFrame::new(src, 1024 + (rng.next() % 60000) as u16, IpAddr::V4(SERVER), 80, tf::ACK | tf::PSH);
+            let mut f =
+                TcpFrame::new(src, 1024 + (rng.next() % 60000) as u16, IpAddr::V4(SERVER), 80, tf::ACK | tf::PSH);
             f.seq = rng.next();
             f.ack = rng.next();
             f.payload = vec![b'x'; 64];
             ackpsh.push(f.build());
         }
         progress("measuring untracked ACK-PSH drop");
-        figures.push(b.measure("ack_psh_drop", k, Direction::Inbound, &ackpsh, budget, Verdict::Drop(scrubber::DropReason::AckNoSession)));
+        figures.push(b.measure(
+            "ack_psh_drop",
+            k,
+            Direction::Inbound,
+            &ackpsh,
+            budget,
+            Verdict::Drop(scrubber::DropReason::AckNoSession),
+        ));
 
         // SYN → cookie SYN-ACK.
         let syns: Vec<Vec<u8>> = (0..65536).map(|i| syn_frame(k + fresh + i, rng.next()).build()).collect();
@@ -230,7 +246,13 @@ pub fn run(populations: &[usize], budget: Duration, progress: &mut dyn FnMut(&st
         let el = start.elapsed().as_secs_f64();
         assert_eq!(b.engine.sessions(), k + fresh, "every cookie ACK opened a session");
         let n = acks.len() as u64;
-        figures.push(Figure { path: "cookie_ack_session", sessions: k, mpps: n as f64 / el / 1e6, ns_per_frame: el * 1e9 / n as f64, frames: n });
+        figures.push(Figure {
+            path: "cookie_ack_session",
+            sessions: k,
+            mpps: n as f64 / el / 1e6,
+            ns_per_frame: el * 1e9 / n as f64,
+            frames: n,
+        });
     }
     Report { figures, bytes_per_slot, table_bytes }
 }

@@ -51,10 +51,16 @@ fn main() -> Result<()> {
             let report = engine_bench::run(&sessions, Duration::from_millis(ms), &mut |m| eprintln!("… {m}"));
             if json {
                 for f in &report.figures {
-                    println!("{}", serde_json::json!({"path": f.path, "sessions": f.sessions, "mpps": (f.mpps * 100.0).round() / 100.0, "ns_per_frame": (f.ns_per_frame * 10.0).round() / 10.0}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"path": f.path, "sessions": f.sessions, "mpps": (f.mpps * 100.0).round() / 100.0, "ns_per_frame": (f.ns_per_frame * 10.0).round() / 10.0})
+                    );
                 }
                 for (k, cap, bytes) in &report.table_bytes {
-                    println!("{}", serde_json::json!({"table": {"sessions": k, "capacity": cap, "bytes": bytes, "bytes_per_slot": report.bytes_per_slot, "bytes_per_session": if *k > 0 { *bytes as f64 / *k as f64 } else { 0.0 }}}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"table": {"sessions": k, "capacity": cap, "bytes": bytes, "bytes_per_slot": report.bytes_per_slot, "bytes_per_session": if *k > 0 { *bytes as f64 / *k as f64 } else { 0.0 }}})
+                    );
                 }
             } else {
                 println!("{:<22} {:>10} {:>10} {:>10}", "path", "sessions", "Mpps", "ns/frame");

@@ -157,8 +157,8 @@ impl CookieKey {
     /// Reads a key file in the [`CookieKey::from_hex`] format. Errors name the file and say how
     /// to make one (`scrubber gen-secret > FILE`). The file's permissions are not checked.
     pub fn load(path: &Path) -> Result<CookieKey, CookieError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| CookieError::Io { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| CookieError::Io { path: path.to_path_buf(), source })?;
         parse_hex(&text).map_err(|detail| CookieError::BadHex { path: Some(path.to_path_buf()), detail })
     }
 }
@@ -397,11 +397,8 @@ impl SynCookies {
         tsecr: Option<u32>,
     ) -> Result<SynOptions, CookieReject> {
         let cur = now_ns / self.slot_ns;
-        let slot = if u64::from(cookie & 1) == cur & 1 {
-            cur
-        } else {
-            cur.checked_sub(1).ok_or(CookieReject::BadMac)?
-        };
+        let slot =
+            if u64::from(cookie & 1) == cur & 1 { cur } else { cur.checked_sub(1).ok_or(CookieReject::BadMac)? };
         let idx = ((cookie >> 1) & 7) as u8;
         let opts = match tsecr {
             Some(ecr) => {

@@ -164,12 +164,35 @@ impl Counters {
     /// Add another engine's counters to these (per-target entries are matched by position).
     pub fn merge(&mut self, o: &Counters) {
         macro_rules! add { ($($f:ident),*) => { $( self.$f += o.$f; )* } }
-        add!(rx_inbound, rx_outbound, forwarded_inbound, forwarded_outbound, replies, passed_arp_nd,
-            passed_non_tcp, passed_unprotected, passed_other_ethertype, passed_fragments, vlan_tagged,
-            cookies_sent, cookies_validated, cookies_failed, backend_syns_sent,
-            backend_syns_retransmitted, backend_synacks_consumed, backend_synacks_reacked,
-            rst_forwarded_inbound, rst_forwarded_outbound, rst_sent, sessions_proxied,
-            sessions_tracked, sessions_outbound, sessions_reused, sessions_closed, outbound_no_session);
+        add!(
+            rx_inbound,
+            rx_outbound,
+            forwarded_inbound,
+            forwarded_outbound,
+            replies,
+            passed_arp_nd,
+            passed_non_tcp,
+            passed_unprotected,
+            passed_other_ethertype,
+            passed_fragments,
+            vlan_tagged,
+            cookies_sent,
+            cookies_validated,
+            cookies_failed,
+            backend_syns_sent,
+            backend_syns_retransmitted,
+            backend_synacks_consumed,
+            backend_synacks_reacked,
+            rst_forwarded_inbound,
+            rst_forwarded_outbound,
+            rst_sent,
+            sessions_proxied,
+            sessions_tracked,
+            sessions_outbound,
+            sessions_reused,
+            sessions_closed,
+            outbound_no_session
+        );
         for (a, b) in self.dropped.iter_mut().zip(o.dropped.iter()) {
             *a += b;
         }

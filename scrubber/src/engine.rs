@@ -24,8 +24,8 @@ use crate::cookie::{CookieKey, SynCookies, SynOptions};
 use crate::counters::Counters;
 use crate::flow::FlowKey;
 use crate::session::{
-    tick, Session, SessionState, SessionTable, StateClass, Timeouts, F_ECN, F_FIN_CLIENT, F_FIN_SERVER,
-    F_OUTBOUND, F_PROXIED, F_SACK, F_TS, F_TS_STRIP, WS_NONE,
+    tick, Session, SessionState, SessionTable, StateClass, Timeouts, F_ECN, F_FIN_CLIENT, F_FIN_SERVER, F_OUTBOUND,
+    F_PROXIED, F_SACK, F_TS, F_TS_STRIP, WS_NONE,
 };
 use crate::verdict::{Direction, DropReason, Verdict};
 use crate::wire::checksum;
@@ -191,6 +191,56 @@ const BACKEND_SYN_RETRY_MS: u32 = 1_000;
 /// cookie ACK (a client that reused the 4-tuple after a close the scrubber did not see).
 const FAR_SEQ: u32 = 1 << 24;
 
+/// The TCP header fields the state machine reads, read once.
+#[derive(Clone, Copy)]
+struct SegHead {
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    sport: u16,
+    dport: u16,
+    payload_len: usize,
+}
+
+impl SegHead {
+    #[inline]
+    fn read(d: &Dissected, frame: &FrameBuf<'_>) -> Result<SegHead, DropReason> {
+        let t =
+            TcpPacket::new_checked(&frame.buf[d.l4_off..d.l4_off + d.l4_len]).map_err(|_| DropReason::TcpMalformed)?;
+        Ok(SegHead {
+            seq: t.seq_number(),
+            ack: t.ack_number(),
+            flags: t.flags(),
+            window: t.window_len(),
+            sport: t.src_port(),
+            dport: t.dst_port(),
+            payload_len: d.l4_len - t.header_len(),
+        })
+    }
+
+    /// SYN, ACK, RST, FIN.
+    #[inline]
+    fn flag_bits(&self) -> (bool, bool, bool, bool) {
+        let f = self.flags;
+        (f & tf::SYN != 0, f & tf::ACK != 0, f & tf::RST != 0, f & tf::FIN != 0)
+    }
+
+    /// The session key, oriented client (ext side) / server (protected side).
+    #[inline]
+    fn key(&self, d: &Dissected, dir: Direction) -> FlowKey {
+        let (c, cp, s, sp) = match dir {
+            Direction::Inbound => (&d.src, self.sport, &d.dst, self.dport),
+            Direction::Outbound => (&d.dst, self.dport, &d.src, self.sport),
+        };
+        if d.v6 {
+            FlowKey::v6(*c, cp, *s, sp)
+        } else {
+            FlowKey::v4([c[0], c[1], c[2], c[3]], cp, [s[0], s[1], s[2], s[3]], sp)
+        }
+    }
+}
+
 /// Which TCP fields a segment header rewrite writes (the IP header is always written fresh:
 /// minimal, no options or extension headers).
 struct Segment {
@@ -285,7 +335,13 @@ impl Engine {
     /// in replay). `extra` receives a second frame when the verdict is
     /// [`Verdict::ForwardWithReply`]. The frame in `frame` may be rewritten (forwarded with
     /// translated sequence numbers, or turned into an answer).
-    pub fn process(&mut self, now_ns: u64, dir: Direction, frame: &mut FrameBuf<'_>, extra: &mut FrameBuf<'_>) -> Verdict {
+    pub fn process(
+        &mut self,
+        now_ns: u64,
+        dir: Direction,
+        frame: &mut FrameBuf<'_>,
+        extra: &mut FrameBuf<'_>,
+    ) -> Verdict {
         if now_ns > self.now_ns {
             self.now_ns = now_ns;
         }
@@ -334,7 +390,13 @@ impl Engine {
         self.protect.iter().position(|p| addr_eq(&p.addr, v6, addr) && (p.port.is_none() || p.port == port))
     }
 
-    fn judge(&mut self, now: u64, dir: Direction, frame: &mut FrameBuf<'_>, extra: &mut FrameBuf<'_>) -> (Verdict, Option<usize>) {
+    fn judge(
+        &mut self,
+        now: u64,
+        dir: Direction,
+        frame: &mut FrameBuf<'_>,
+        extra: &mut FrameBuf<'_>,
+    ) -> (Verdict, Option<usize>) {
         let len = frame.len.min(frame.buf.len());
         frame.len = len;
         let d = match dissect(&frame.buf[..len]) {
@@ -421,7 +483,13 @@ impl Engine {
             x if x == tf::SYN => f & tf::PSH == 0,
             x if x == tf::SYN | tf::ACK => f & tf::PSH == 0,
             x if x == tf::RST || x == tf::RST | tf::ACK => true,
-            x if x == tf::ACK || x == tf::ACK | tf::FIN || x == tf::ACK | tf::URG || x == tf::ACK | tf::FIN | tf::URG => true,
+            x if x == tf::ACK
+                || x == tf::ACK | tf::FIN
+                || x == tf::ACK | tf::URG
+                || x == tf::ACK | tf::FIN | tf::URG =>
+            {
+                true
+            }
             _ => false,
         };
         if ok {
@@ -435,27 +503,17 @@ impl Engine {
 
     fn tcp_inbound(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>) -> Verdict {
         let tk = tick(now);
-        let (seq, ack, fl, win, sport, dport, opts_len, payload_len) = {
-            let Ok(t) = TcpPacket::new_checked(&frame.buf[d.l4_off..d.l4_off + d.l4_len]) else {
-                return Verdict::Drop(DropReason::TcpMalformed);
-            };
-            let hl = t.header_len() as usize;
-            (t.seq_number(), t.ack_number(), t.flags(), t.window_len(), t.src_port(), t.dst_port(), hl - 20, d.l4_len - hl)
+        let h = match SegHead::read(d, frame) {
+            Ok(h) => h,
+            Err(r) => return Verdict::Drop(r),
         };
-        let _ = opts_len;
-        self.counters.tcp_flags_inbound[fl as usize] += 1;
-        if let Err(r) = Self::check_flags(fl) {
+        self.counters.tcp_flags_inbound[h.flags as usize] += 1;
+        if let Err(r) = Self::check_flags(h.flags) {
             return Verdict::Drop(r);
         }
-        let key = if d.v6 {
-            FlowKey::v6(d.src, sport, d.dst, dport)
-        } else {
-            FlowKey::v4(d.src[..4].try_into().unwrap_or([0; 4]), sport, d.dst[..4].try_into().unwrap_or([0; 4]), dport)
-        };
-        let syn = fl & tf::SYN != 0;
-        let is_ack = fl & tf::ACK != 0;
-        let rst = fl & tf::RST != 0;
-        let fin = fl & tf::FIN != 0;
+        let key = h.key(d, Direction::Inbound);
+        let SegHead { seq, ack, flags: fl, window: win, payload_len, .. } = h;
+        let (syn, is_ack, rst, fin) = h.flag_bits();
 
         let mut found = self.table.lookup(&key, tk);
 
@@ -664,12 +722,21 @@ impl Engine {
 
     /// Parse the TCP options of the frame's segment.
     fn options(&self, d: &Dissected, frame: &FrameBuf<'_>) -> Result<TcpOptions, DropReason> {
-        let t = TcpPacket::new_checked(&frame.buf[d.l4_off..d.l4_off + d.l4_len]).map_err(|_| DropReason::TcpMalformed)?;
+        let t =
+            TcpPacket::new_checked(&frame.buf[d.l4_off..d.l4_off + d.l4_len]).map_err(|_| DropReason::TcpMalformed)?;
         tcp::parse_options(t.options()).map_err(|_| DropReason::TcpBadOptions)
     }
 
     /// Proxy mode: turn the SYN into the cookie SYN-ACK, in place.
-    fn answer_cookie(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>, key: &FlowKey, seq: u32, fl: u8) -> Verdict {
+    fn answer_cookie(
+        &mut self,
+        now: u64,
+        d: &Dissected,
+        frame: &mut FrameBuf<'_>,
+        key: &FlowKey,
+        seq: u32,
+        fl: u8,
+    ) -> Verdict {
         let o = match self.options(d, frame) {
             Ok(o) => o,
             Err(r) => return Verdict::Drop(r),
@@ -736,7 +803,9 @@ impl Engine {
         let cookie = ack.wrapping_sub(1);
         let (dec, next_c) = match self.cookies.validate(now, key, seq.wrapping_sub(1), cookie, tsecr) {
             Ok(dec) => (dec, seq),
-            Err(_) if payload_len == 0 => (self.cookies.validate(now, key, seq, cookie, tsecr).ok()?, seq.wrapping_add(1)),
+            Err(_) if payload_len == 0 => {
+                (self.cookies.validate(now, key, seq, cookie, tsecr).ok()?, seq.wrapping_add(1))
+            }
             Err(_) => return None,
         };
         if let Some(id) = old {
@@ -829,7 +898,7 @@ impl Engine {
             t.set_window_len(nw);
             ck = checksum::update16(ck, w, nw);
         }
-        let hl = t.header_len() as usize;
+        let hl = t.header_len();
         t.set_checksum(ck);
         if hl > 20 {
             let o = tcp::parse_options(&seg[20..hl]).map_err(|_| DropReason::TcpBadOptions)?;
@@ -873,7 +942,7 @@ impl Engine {
             t.set_window_len(nw);
             ck = checksum::update16(ck, w, nw);
         }
-        let hl = t.header_len() as usize;
+        let hl = t.header_len();
         t.set_checksum(ck);
         if hl > 20 && s.ts_off != 0 {
             let o = tcp::parse_options(&seg[20..hl]).map_err(|_| DropReason::TcpBadOptions)?;
@@ -894,26 +963,16 @@ impl Engine {
 
     fn tcp_outbound(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>, extra: &mut FrameBuf<'_>) -> Verdict {
         let tk = tick(now);
-        let (seq, ack, fl, win, sport, dport, payload_len) = {
-            let Ok(t) = TcpPacket::new_checked(&frame.buf[d.l4_off..d.l4_off + d.l4_len]) else {
-                return Verdict::Drop(DropReason::TcpMalformed);
-            };
-            let hl = t.header_len() as usize;
-            (t.seq_number(), t.ack_number(), t.flags(), t.window_len(), t.src_port(), t.dst_port(), d.l4_len - hl)
+        let h = match SegHead::read(d, frame) {
+            Ok(h) => h,
+            Err(r) => return Verdict::Drop(r),
         };
-        if let Err(r) = Self::check_flags(fl) {
+        if let Err(r) = Self::check_flags(h.flags) {
             return Verdict::Drop(r);
         }
-        // Oriented client (dst, ext side) / server (src, protected).
-        let key = if d.v6 {
-            FlowKey::v6(d.dst, dport, d.src, sport)
-        } else {
-            FlowKey::v4(d.dst[..4].try_into().unwrap_or([0; 4]), dport, d.src[..4].try_into().unwrap_or([0; 4]), sport)
-        };
-        let syn = fl & tf::SYN != 0;
-        let is_ack = fl & tf::ACK != 0;
-        let rst = fl & tf::RST != 0;
-        let fin = fl & tf::FIN != 0;
+        let key = h.key(d, Direction::Outbound);
+        let SegHead { seq, ack, window: win, payload_len, .. } = h;
+        let (syn, is_ack, rst, fin) = h.flag_bits();
         let found = self.table.lookup(&key, tk);
 
         if syn && !is_ack {

@@ -716,7 +716,8 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
-    const T: Timeouts = Timeouts { embryonic_ms: 10_000, established_ms: 600_000, closing_ms: 60_000, closed_ms: 10_000 };
+    const T: Timeouts =
+        Timeouts { embryonic_ms: 10_000, established_ms: 600_000, closing_ms: 60_000, closed_ms: 10_000 };
 
     fn k4(i: u32) -> FlowKey {
         let b = i.to_be_bytes();
@@ -1052,8 +1053,13 @@ mod tests {
         Sweep(u8),
     }
 
-    const STATES: [SessionState; 5] =
-        [SessionState::SynSent, SessionState::Established, SessionState::FinWait, SessionState::Closed, SessionState::ProxySynSent];
+    const STATES: [SessionState; 5] = [
+        SessionState::SynSent,
+        SessionState::Established,
+        SessionState::FinWait,
+        SessionState::Closed,
+        SessionState::ProxySynSent,
+    ];
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
@@ -1168,7 +1174,11 @@ mod tests {
         for i in 900_000..1_100_000u32 {
             let _ = fresh.insert(&k4(i.wrapping_mul(0x9e37_79b9)), sess(SessionState::SynSent, 7));
         }
-        eprintln!("200k inserts from 86 % to full (cuckoo steps): {:.1} ns each, {} moved", t0.elapsed().as_nanos() as f64 / 200_000.0, fresh.moved);
+        eprintln!(
+            "200k inserts from 86 % to full (cuckoo steps): {:.1} ns each, {} moved",
+            t0.elapsed().as_nanos() as f64 / 200_000.0,
+            fresh.moved
+        );
         let mut ids = 0u64;
         let t0 = std::time::Instant::now();
         for i in 0..n {

@@ -151,7 +151,7 @@ fn rows() -> Vec<Row> {
     bad_ipv4_sum[24] ^= 0xff;
     let mut bad_doff = v4(tf::ACK);
     bad_doff[46] = 0xf0; // data offset 60 > segment
-    // An option whose length runs past the header.
+                         // An option whose length runs past the header.
     let bad_opts = {
         let mut f = tcp("198.19.1.2", 5555, "198.18.0.10", 80, tf::SYN);
         f.options.mss = Some(1460);
@@ -184,17 +184,41 @@ fn rows() -> Vec<Row> {
     let mut syn_v6 = tcp("2001:2:0:ff::7", 5555, "2001:2::10", 443, tf::SYN);
     syn_v6.options.mss = Some(1440);
     vec![
-        row("Linux SYN (literal bytes), proxy mode → cookie SYN-ACK in the same frame", Proxy, Inbound, LINUX_SYN.to_vec(), Reply(check_cookie_synack)),
-        row("IPv6 SYN without window scale or timestamps → cookie SYN-ACK", Proxy, Inbound, syn_v6.build(), Reply(check_cookie_synack_v6)),
+        row(
+            "Linux SYN (literal bytes), proxy mode → cookie SYN-ACK in the same frame",
+            Proxy,
+            Inbound,
+            LINUX_SYN.to_vec(),
+            Reply(check_cookie_synack),
+        ),
+        row(
+            "IPv6 SYN without window scale or timestamps → cookie SYN-ACK",
+            Proxy,
+            Inbound,
+            syn_v6.build(),
+            Reply(check_cookie_synack_v6),
+        ),
         row("Linux SYN, track mode → forwarded unchanged", Track, Inbound, LINUX_SYN.to_vec(), Unchanged),
-        row("ACK-PSH with payload, no session (literal bytes)", Proxy, Inbound, ACK_PSH.to_vec(), Drop(R::AckNoSession)),
+        row(
+            "ACK-PSH with payload, no session (literal bytes)",
+            Proxy,
+            Inbound,
+            ACK_PSH.to_vec(),
+            Drop(R::AckNoSession),
+        ),
         row("ACK-PSH with payload, no session, track mode", Track, Inbound, ACK_PSH.to_vec(), Drop(R::AckNoSession)),
         row("bare ACK, no session", Proxy, Inbound, v4(tf::ACK), Drop(R::AckNoSession)),
         row("ACK-URG, no session", Proxy, Inbound, v4(tf::ACK | tf::URG), Drop(R::AckNoSession)),
         row("RST, no session", Proxy, Inbound, v4(tf::RST), Drop(R::RstNoSession)),
         row("RST-ACK, no session", Track, Inbound, v4(tf::RST | tf::ACK), Drop(R::RstNoSession)),
         row("FIN-ACK, no session", Proxy, Inbound, v4(tf::FIN | tf::ACK), Drop(R::FinNoSession)),
-        row("SYN-ACK from outside, no server-opened connection", Proxy, Inbound, v4(tf::SYN | tf::ACK), Drop(R::SynAckNoSession)),
+        row(
+            "SYN-ACK from outside, no server-opened connection",
+            Proxy,
+            Inbound,
+            v4(tf::SYN | tf::ACK),
+            Drop(R::SynAckNoSession),
+        ),
         row("null scan (no flags)", Proxy, Inbound, v4(0), Drop(R::TcpNull)),
         row("null scan with only ECE/CWR", Track, Inbound, v4(tf::ECE | tf::CWR), Drop(R::TcpNull)),
         row("xmas (FIN PSH URG)", Proxy, Inbound, v4(tf::FIN | tf::PSH | tf::URG), Drop(R::TcpXmas)),
@@ -205,29 +229,95 @@ fn rows() -> Vec<Row> {
         row("SYN with PSH", Proxy, Inbound, v4(tf::SYN | tf::PSH), Drop(R::TcpBadFlags)),
         row("PSH alone", Proxy, Inbound, v4(tf::PSH), Drop(R::TcpBadFlags)),
         row("802.1Q ACK-PSH, no session", Proxy, Inbound, builder::with_vlans(&ACK_PSH, &[100]), Drop(R::AckNoSession)),
-        row("QinQ RST, no session", Proxy, Inbound, builder::with_vlans(&v4(tf::RST), &[200, 100]), Drop(R::RstNoSession)),
-        row("802.1Q xmas", Proxy, Inbound, builder::with_vlans(&v4(tf::FIN | tf::PSH | tf::URG), &[7]), Drop(R::TcpXmas)),
+        row(
+            "QinQ RST, no session",
+            Proxy,
+            Inbound,
+            builder::with_vlans(&v4(tf::RST), &[200, 100]),
+            Drop(R::RstNoSession),
+        ),
+        row(
+            "802.1Q xmas",
+            Proxy,
+            Inbound,
+            builder::with_vlans(&v4(tf::FIN | tf::PSH | tf::URG), &[7]),
+            Drop(R::TcpXmas),
+        ),
         row("IPv6 ACK-PSH, no session", Proxy, Inbound, v6(tf::ACK | tf::PSH), Drop(R::AckNoSession)),
         row("IPv6 FIN-ACK, no session", Track, Inbound, v6(tf::FIN | tf::ACK), Drop(R::FinNoSession)),
         row("IPv6 SYN+FIN", Proxy, Inbound, v6(tf::SYN | tf::FIN), Drop(R::TcpSynFin)),
         row("802.1Q IPv6 null", Proxy, Inbound, builder::with_vlans(&v6(0), &[5]), Drop(R::TcpNull)),
-        row("ARP request → forwarded", Proxy, Inbound, builder::arp_request([2, 0, 0, 0, 0, 9], [198, 18, 0, 1], [198, 18, 0, 10]), Unchanged),
-        row("ICMPv6 neighbour solicitation → forwarded", Proxy, Inbound, builder::neighbor_solicitation("2001:2::1".parse().unwrap(), "2001:2::10".parse().unwrap()), Unchanged),
-        row("UDP to a protected address → forwarded (rules come later)", Proxy, Inbound, builder::udp_frame(ip("198.19.0.1"), 53, ip("198.18.0.10"), 53, b"hello"), Unchanged),
-        row("ICMP echo → forwarded", Proxy, Inbound, builder::icmp_echo(ip("198.19.0.1"), ip("198.18.0.10"), 1, 1), Unchanged),
-        row("bare ACK to an unprotected address → forwarded", Proxy, Inbound, tcp("198.19.1.2", 5555, "198.18.0.99", 80, tf::ACK).build(), Unchanged),
-        row("bare ACK to a protected address, unprotected port → forwarded", Proxy, Inbound, tcp("198.19.1.2", 5555, "198.18.0.10", 22, tf::ACK).build(), Unchanged),
+        row(
+            "ARP request → forwarded",
+            Proxy,
+            Inbound,
+            builder::arp_request([2, 0, 0, 0, 0, 9], [198, 18, 0, 1], [198, 18, 0, 10]),
+            Unchanged,
+        ),
+        row(
+            "ICMPv6 neighbour solicitation → forwarded",
+            Proxy,
+            Inbound,
+            builder::neighbor_solicitation("2001:2::1".parse().unwrap(), "2001:2::10".parse().unwrap()),
+            Unchanged,
+        ),
+        row(
+            "UDP to a protected address → forwarded (rules come later)",
+            Proxy,
+            Inbound,
+            builder::udp_frame(ip("198.19.0.1"), 53, ip("198.18.0.10"), 53, b"hello"),
+            Unchanged,
+        ),
+        row(
+            "ICMP echo → forwarded",
+            Proxy,
+            Inbound,
+            builder::icmp_echo(ip("198.19.0.1"), ip("198.18.0.10"), 1, 1),
+            Unchanged,
+        ),
+        row(
+            "bare ACK to an unprotected address → forwarded",
+            Proxy,
+            Inbound,
+            tcp("198.19.1.2", 5555, "198.18.0.99", 80, tf::ACK).build(),
+            Unchanged,
+        ),
+        row(
+            "bare ACK to a protected address, unprotected port → forwarded",
+            Proxy,
+            Inbound,
+            tcp("198.19.1.2", 5555, "198.18.0.10", 22, tf::ACK).build(),
+            Unchanged,
+        ),
         row("TCP fragment towards a protected service", Proxy, Inbound, frag, Drop(R::TcpFragment)),
         row("UDP non-first fragment → forwarded", Proxy, Inbound, frag_udp, Unchanged),
         row("10-byte runt frame", Proxy, Inbound, vec![0u8; 10], Drop(R::EthTruncated)),
-        row("802.1Q tag cut short", Proxy, Inbound, builder::with_vlans(&v4(tf::ACK), &[1])[..16].to_vec(), Drop(R::VlanMalformed)),
+        row(
+            "802.1Q tag cut short",
+            Proxy,
+            Inbound,
+            builder::with_vlans(&v4(tf::ACK), &[1])[..16].to_vec(),
+            Drop(R::VlanMalformed),
+        ),
         row("IPv4 header checksum wrong", Proxy, Inbound, bad_ipv4_sum, Drop(R::Ipv4BadChecksum)),
         row("IPv4 cut inside the header", Proxy, Inbound, v4(tf::ACK)[..30].to_vec(), Drop(R::Ipv4Malformed)),
         row("IPv6 cut inside the header", Proxy, Inbound, v6(tf::ACK)[..40].to_vec(), Drop(R::Ipv6Malformed)),
         row("TCP data offset past the segment", Proxy, Inbound, bad_doff, Drop(R::TcpMalformed)),
         row("SYN whose option runs past the header", Proxy, Inbound, bad_opts, Drop(R::TcpBadOptions)),
-        row("server SYN-ACK answering no SYN", Proxy, Outbound, tcp("198.18.0.10", 80, "198.19.1.2", 5555, tf::SYN | tf::ACK).build(), Drop(R::SynAckNoSession)),
-        row("server ACK of an unknown connection → forwarded (the inside is trusted)", Proxy, Outbound, tcp("198.18.0.10", 80, "198.19.1.2", 5555, tf::ACK).build(), Unchanged),
+        row(
+            "server SYN-ACK answering no SYN",
+            Proxy,
+            Outbound,
+            tcp("198.18.0.10", 80, "198.19.1.2", 5555, tf::SYN | tf::ACK).build(),
+            Drop(R::SynAckNoSession),
+        ),
+        row(
+            "server ACK of an unknown connection → forwarded (the inside is trusted)",
+            Proxy,
+            Outbound,
+            tcp("198.18.0.10", 80, "198.19.1.2", 5555, tf::ACK).build(),
+            Unchanged,
+        ),
     ]
 }
 
@@ -368,6 +458,10 @@ fn track_syn_flood_never_evicts_established_sessions() {
     }
     assert!(e.sessions() <= 4096, "table stays bounded");
     for a in &legit {
-        assert_eq!(run(&mut e, Direction::Inbound, &a.build()).0, Verdict::Forward, "established session survived the flood");
+        assert_eq!(
+            run(&mut e, Direction::Inbound, &a.build()).0,
+            Verdict::Forward,
+            "established session survived the flood"
+        );
     }
 }

@@ -43,7 +43,14 @@ impl Wire {
             advertise: Advertise { mss_v4: 1460, mss_v6: 1440, wscale: 7, sack: true, timestamps: true },
             ..EngineConfig::default()
         };
-        Wire { engine: Engine::new(cfg).unwrap(), now: T0, buf: vec![0; 4096], extra: vec![0; 4096], vlans, drops: vec![] }
+        Wire {
+            engine: Engine::new(cfg).unwrap(),
+            now: T0,
+            buf: vec![0; 4096],
+            extra: vec![0; 4096],
+            vlans,
+            drops: vec![],
+        }
     }
 
     fn advance(&mut self, ms: u64) {
@@ -66,7 +73,8 @@ impl Wire {
         let (main_len, extra_len) = (fb.len, eb.len);
         let other = if from == To::Client { To::Server } else { To::Client };
         let parse = |b: &[u8]| {
-            let p = TcpFrame::parse(b).unwrap_or_else(|e| panic!("engine emitted an unparsable frame ({e:?}): {b:02x?}"));
+            let p =
+                TcpFrame::parse(b).unwrap_or_else(|e| panic!("engine emitted an unparsable frame ({e:?}): {b:02x?}"));
             assert_eq!(p.vlans, self.vlans, "VLAN tags must be preserved");
             p
         };
@@ -120,7 +128,16 @@ struct Peer {
 
 impl Peer {
     #[allow(clippy::too_many_arguments)]
-    fn new(name: &'static str, ip: IpAddr, port: u16, peer_ip: IpAddr, peer_port: u16, isn: u32, ws: u8, ts_base: u32) -> Peer {
+    fn new(
+        name: &'static str,
+        ip: IpAddr,
+        port: u16,
+        peer_ip: IpAddr,
+        peer_port: u16,
+        isn: u32,
+        ws: u8,
+        ts_base: u32,
+    ) -> Peer {
         Peer {
             name,
             ip,
@@ -160,7 +177,7 @@ impl Peer {
         let mut f = TcpFrame::new(self.ip, self.port, self.peer_ip, self.peer_port, flags);
         f.seq = seq;
         f.ack = if flags & tf::ACK != 0 { self.rcv_nxt } else { 0 };
-        f.window = (65535u32 * 16 >> self.ws).min(65535) as u16;
+        f.window = ((65535u32 * 16) >> self.ws).min(65535) as u16;
         if self.use_ts && (self.established || flags & tf::SYN != 0) {
             let tv = self.tsval(now);
             f.options.timestamp = Some((tv, if flags & tf::ACK != 0 { self.ts_recent } else { 0 }));
@@ -228,7 +245,11 @@ impl Peer {
     /// Check and absorb a received segment.
     fn receive(&mut self, f: &TcpFrame) {
         let n = self.name;
-        assert_eq!((f.src, f.src_port, f.dst, f.dst_port), (self.peer_ip, self.peer_port, self.ip, self.port), "{n}: addresses");
+        assert_eq!(
+            (f.src, f.src_port, f.dst, f.dst_port),
+            (self.peer_ip, self.peer_port, self.ip, self.port),
+            "{n}: addresses"
+        );
         let syn = f.flags & tf::SYN != 0;
         if f.flags & tf::ACK != 0 {
             // Acknowledges something this peer sent, in this peer's own sequence space.
@@ -243,7 +264,11 @@ impl Peer {
         }
         if let Some((_, tsecr)) = f.options.timestamp {
             if f.flags & tf::ACK != 0 {
-                assert!(self.ts_sent.contains(&tsecr), "{n}: TSecr {tsecr} echoes no TSval this peer sent ({:?})", self.ts_sent);
+                assert!(
+                    self.ts_sent.contains(&tsecr),
+                    "{n}: TSecr {tsecr} echoes no TSval this peer sent ({:?})",
+                    self.ts_sent
+                );
             }
         }
         for &(l, r) in f.options.sack.as_slice() {

@@ -162,7 +162,15 @@ impl TcpFrame {
                     return Err(Error::Malformed);
                 }
                 let l4 = &payload[w.offset..];
-                (IpAddr::V6(Ipv6Addr::from(r.src)), IpAddr::V6(Ipv6Addr::from(r.dst)), r.src, r.dst, true, r.hop_limit, l4)
+                (
+                    IpAddr::V6(Ipv6Addr::from(r.src)),
+                    IpAddr::V6(Ipv6Addr::from(r.dst)),
+                    r.src,
+                    r.dst,
+                    true,
+                    r.hop_limit,
+                    l4,
+                )
             }
             _ => return Err(Error::Malformed),
         };

@@ -95,11 +95,8 @@ pub fn update16(check: u16, old: u16, new: u16) -> u16 {
 /// covered data changing from `old` to `new` (RFC 1624 eqn. 3 applied to both halves).
 #[inline]
 pub fn update32(check: u16, old: u32, new: u32) -> u16 {
-    let s = u32::from(!check)
-        + u32::from(!(old >> 16) as u16)
-        + u32::from(!(old as u16))
-        + (new >> 16)
-        + (new & 0xffff);
+    let s =
+        u32::from(!check) + u32::from(!(old >> 16) as u16) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff);
     !fold(s)
 }
 
@@ -108,12 +105,7 @@ fn pseudo(src: &[u8; 16], dst: &[u8; 16], v6: bool, proto: u8, len: usize) -> u3
     if v6 {
         pseudo_v6(src, dst, proto, len as u32)
     } else {
-        pseudo_v4(
-            [src[0], src[1], src[2], src[3]],
-            [dst[0], dst[1], dst[2], dst[3]],
-            proto,
-            len as u16,
-        )
+        pseudo_v4([src[0], src[1], src[2], src[3]], [dst[0], dst[1], dst[2], dst[3]], proto, len as u16)
     }
 }
 
@@ -170,8 +162,8 @@ mod tests {
     fn ipv4_header_checksum() {
         // A real IPv4 header (wikipedia example) with checksum b861.
         let h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ];
         assert_eq!(fold(sum(&h)), 0xffff);
         let mut z = h;

@@ -370,8 +370,8 @@ mod tests {
 
     /// IPv4 header of a UDP datagram 192.168.0.1 → 192.168.0.199, 115 bytes, DF, TTL 64.
     const HDR: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
-        0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+        0x00, 0xc7,
     ];
 
     fn packet() -> Vec<u8> {
@@ -403,7 +403,10 @@ mod tests {
         assert_eq!(p.payload().len(), 95);
         assert!(p.verify_checksum());
         let r = Ipv4Repr::parse(&p).unwrap();
-        assert_eq!(r, Ipv4Repr { src: [192, 168, 0, 1], dst: [192, 168, 0, 199], protocol: 17, payload_len: 95, ttl: 64 });
+        assert_eq!(
+            r,
+            Ipv4Repr { src: [192, 168, 0, 1], dst: [192, 168, 0, 199], protocol: 17, payload_len: 95, ttl: 64 }
+        );
         let mut out = [0u8; 20];
         r.emit(&mut Ipv4Packet::new_unchecked(&mut out[..]));
         assert_eq!(out, HDR);
