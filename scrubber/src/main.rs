@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use scrubber::cookie::CookieKey;
 use scrubber::replay::{self, ReplayError, ReplayOptions};
 use scrubber::{Engine, EngineConfig, Protected, SynMode};
 use std::path::{Path, PathBuf};
@@ -196,43 +197,17 @@ fn print_summary(s: &replay::Summary, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Read a cookie secret file: `#` comment lines and blank lines ignored, then exactly one line
-/// of 32 hex digits.
-// TODO: switch to `scrubber::cookie::CookieKey::load(path)?.bytes()` when cookie.rs lands.
+/// Read a cookie secret file (`#` comment lines ignored, one line of 32 hex digits).
 fn load_secret(path: &Path) -> Result<[u8; 16]> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read cookie secret {}", path.display()))?;
-    let hint = "expected one line of 32 hex digits; create one with `scrubber gen-secret > FILE`";
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
-    let Some(line) = lines.next() else {
-        bail!("cookie secret {} holds no secret: {hint}", path.display());
-    };
-    if lines.next().is_some() {
-        bail!("cookie secret {} holds more than one secret line: {hint}", path.display());
-    }
-    if line.len() != 32 || !line.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!(
-            "cookie secret {}: '{}' is not 32 hex digits: {hint}",
-            path.display(),
-            line.chars().take(40).collect::<String>()
-        );
-    }
-    let mut key = [0u8; 16];
-    for (i, k) in key.iter_mut().enumerate() {
-        *k = u8::from_str_radix(&line[2 * i..2 * i + 2], 16).context("hex digit")?;
-    }
-    Ok(key)
+    Ok(CookieKey::load(path)?.bytes())
 }
 
 fn random_secret() -> Result<[u8; 16]> {
-    let mut key = [0u8; 16];
-    getrandom::getrandom(&mut key).map_err(|e| anyhow::anyhow!("cannot get random bytes from the OS: {e}"))?;
-    Ok(key)
+    Ok(CookieKey::random().context("cannot get random bytes from the OS")?.bytes())
 }
 
 fn cmd_gen_secret() -> Result<()> {
-    let key = random_secret()?;
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = CookieKey::random().context("cannot get random bytes from the OS")?.to_hex();
     println!("# scrubber SYN-cookie secret: give the same file to every scrubber behind one ECMP group (--cookie-secret FILE); keep it private (chmod 600)");
     println!("{hex}");
     Ok(())
