@@ -315,6 +315,17 @@ impl Engine {
         self.syn_mode
     }
 
+    /// Housekeeping without traffic: advance the clock to `now_ns` and sweep up to `slots`
+    /// session-table slots, freeing expired sessions. The per-frame sweep only moves with
+    /// traffic; a data-plane worker calls this when its rings are idle so that a quiet box
+    /// still reclaims dead sessions. Returns the number of sessions freed.
+    pub fn housekeeping(&mut self, now_ns: u64, slots: usize) -> usize {
+        if now_ns > self.now_ns {
+            self.now_ns = now_ns;
+        }
+        self.table.sweep(tick(self.now_ns), slots)
+    }
+
     /// Direction of a frame by address: inbound when its destination is protected, outbound
     /// when its source is; `None` for neither (and for frames that are not IP).
     pub fn classify(&self, frame: &[u8]) -> Option<Direction> {

@@ -645,3 +645,20 @@ fn in_window_rst_closes_out_of_window_rst_dropped() {
     assert_eq!(w.drops.pop(), Some(DropReason::AckNoSession));
     assert_eq!(w.engine.counters().rst_forwarded_inbound, 1);
 }
+
+#[test]
+fn idle_housekeeping_reclaims_expired_sessions() {
+    let (ci, si) = addrs(false);
+    let mut w = Wire::new(SynMode::Track, si, 80, vec![]);
+    for i in 0..50u16 {
+        let mut c = Peer::new("client", ci, 42_000 + i, si, 80, 1000, 7, 1);
+        w.send(To::Client, c.syn(w.now));
+    }
+    assert_eq!(w.engine.sessions(), 50);
+    // No traffic for longer than the embryonic timeout (10 s): only housekeeping runs.
+    let later = w.now + 11_000 * MS;
+    let freed = w.engine.housekeeping(later, w.engine.table().capacity());
+    assert_eq!(freed, 50);
+    assert_eq!(w.engine.sessions(), 0);
+    assert_eq!(w.engine.table().stats().expired, 50);
+}
