@@ -57,6 +57,20 @@ impl SourceFile {
     }
 }
 
+impl SourceFile {
+    /// The text of the line containing byte offset `at`, without its line ending.
+    pub fn line_at(&self, at: usize) -> &str {
+        let mut at = at.min(self.text.len());
+        while !self.text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let start = self.text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = self.text[at..].find('\n').map_or(self.text.len(), |i| at + i);
+        let line = &self.text[start..end];
+        line.strip_suffix('\r').unwrap_or(line)
+    }
+}
+
 /// All files read while checking a policy, indexed by [`FileId`].
 #[derive(Clone, Debug, Default)]
 pub struct SourceMap {
@@ -167,7 +181,7 @@ impl Diagnostic {
             return out;
         };
         let _ = writeln!(out, "{}: {}: {}", sources.location(span), self.severity, self.message);
-        let text = sources.get(span.file).map(|f| f.line_text(span.line)).unwrap_or("");
+        let text = sources.get(span.file).map(|f| f.line_at(span.start)).unwrap_or("");
         let shown: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         let num = span.line.to_string();
         let pad = " ".repeat(num.len());

@@ -66,7 +66,7 @@ pub fn parse(file: FileId, text: &str) -> (Ast, Vec<Diagnostic>) {
             Ok(toks) => {
                 let eol = toks.last().map(|t| t.span).map(|s| Span { start: s.end, col: s.col + width(line, s), ..s });
                 let eol = eol.unwrap_or(pos.span(line, 0, 0));
-                p.line(&toks, eol, line);
+                p.line(&toks, eol);
             }
             Err(d) => p.diags.push(d),
         }
@@ -553,7 +553,7 @@ fn burst(cur: &mut Cur<'_>) -> PResult<Option<Spanned<u64>>> {
 }
 
 impl Parser {
-    fn line(&mut self, toks: &[Token], eol: Span, _text: &str) {
+    fn line(&mut self, toks: &[Token], eol: Span) {
         let mut cur = Cur { toks, i: 0, eol };
         if self.open.is_some() {
             let first = cur.peek_word().unwrap_or("");
