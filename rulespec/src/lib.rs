@@ -1,12 +1,25 @@
 //! The scrubber rule-file language.
 //!
-//! For now this crate holds only the parser for the `--protect IP[:PORT]` shorthand used on the
-//! command line ([`parse_target`]). The full rule language — named prefix sets, services, ordered
-//! allow/deny/limit rules, includes, and `scrubber check FILE` — arrives with the rule-file issue.
+//! [`check`] reads a rule file and everything it includes through a [`Source`], parses it
+//! ([`parse`]), checks it, and returns every diagnostic plus a checked [`Policy`]. The language is
+//! described in the crate's README. [`parse_target`] parses the `--protect IP[:PORT]` shorthand
+//! used on the command line.
 //!
 //! The crate reads only what it is given (strings here, and later the files it is named), does
 //! no I/O of its own beyond that, and contains no `unsafe` code.
 #![forbid(unsafe_code)]
+
+pub mod ast;
+mod check;
+mod diag;
+mod lexer;
+mod parser;
+mod source;
+
+pub use check::{check, Checked, Policy, PortRanges, PortSet, PrefixSet, Rule, Service, Settings, MAX_INCLUDE_DEPTH};
+pub use diag::{render_all, Diagnostic, FileId, Severity, SourceFile, SourceMap, Span, Spanned};
+pub use parser::parse;
+pub use source::{resolve, FsSource, LoadError, MemSource, Source};
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
