@@ -451,14 +451,13 @@ impl Engine {
             self.counters.passed_fragments += 1;
             return (Verdict::Forward, None);
         }
-        let l4 = &frame.buf[d.l4_off..d.l4_off + d.l4_len];
-        if l4.len() < 4 {
-            return (Verdict::Drop(DropReason::TcpMalformed), None);
-        }
-        let (sport, dport) = (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]));
+        let h = match SegHead::read(&d, frame) {
+            Ok(h) => h,
+            Err(r) => return (Verdict::Drop(r), None),
+        };
         let svc_port = match dir {
-            Direction::Inbound => dport,
-            Direction::Outbound => sport,
+            Direction::Inbound => h.dport,
+            Direction::Outbound => h.sport,
         };
         let target = match self.target(d.v6, svc, Some(svc_port)) {
             Some(t) => t,
@@ -468,8 +467,8 @@ impl Engine {
             }
         };
         let v = match dir {
-            Direction::Inbound => self.tcp_inbound(now, &d, frame),
-            Direction::Outbound => self.tcp_outbound(now, &d, frame, extra),
+            Direction::Inbound => self.tcp_inbound(now, &d, &h, frame),
+            Direction::Outbound => self.tcp_outbound(now, &d, &h, frame, extra),
         };
         (v, Some(target))
     }
@@ -512,18 +511,14 @@ impl Engine {
 
     // ------------------------------------------------------------------ ext → int
 
-    fn tcp_inbound(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>) -> Verdict {
+    fn tcp_inbound(&mut self, now: u64, d: &Dissected, h: &SegHead, frame: &mut FrameBuf<'_>) -> Verdict {
         let tk = tick(now);
-        let h = match SegHead::read(d, frame) {
-            Ok(h) => h,
-            Err(r) => return Verdict::Drop(r),
-        };
         self.counters.tcp_flags_inbound[h.flags as usize] += 1;
         if let Err(r) = Self::check_flags(h.flags) {
             return Verdict::Drop(r);
         }
         let key = h.key(d, Direction::Inbound);
-        let SegHead { seq, ack, flags: fl, window: win, payload_len, .. } = h;
+        let SegHead { seq, ack, flags: fl, window: win, payload_len, .. } = *h;
         let (syn, is_ack, rst, fin) = h.flag_bits();
 
         let mut found = self.table.lookup(&key, tk);
@@ -659,11 +654,7 @@ impl Engine {
                         return Verdict::Drop(DropReason::RstOutOfWindow);
                     }
                     // Tell the backend: a bare RST in the sequence space it knows.
-                    if let Ok(mut t) = TcpPacket::new_checked(&mut frame.buf[d.l4_off..d.l4_off + d.l4_len]) {
-                        t.set_flags(tf::RST);
-                        t.set_ack_number(0);
-                    }
-                    self.fill_l4_checksum(d, frame);
+                    bare_rst(d, frame, seq);
                     let s = self.table.get_mut(id);
                     s.state = SessionState::Closed;
                     s.last_seen = tk;
@@ -682,7 +673,7 @@ impl Engine {
                         s.next_s = tv;
                     }
                     let s = *s;
-                    if self.write_backend_syn(d, frame, &s).is_err() {
+                    if self.write_backend_syn(d, frame, &key, &s).is_err() {
                         return Verdict::Drop(DropReason::NoBufferRoom);
                     }
                     self.counters.backend_syns_retransmitted += 1;
@@ -854,7 +845,7 @@ impl Engine {
             return Some(Verdict::Drop(DropReason::SessionTableFull));
         }
         self.counters.sessions_proxied += 1;
-        if self.write_backend_syn(d, frame, &s).is_err() {
+        if self.write_backend_syn(d, frame, key, &s).is_err() {
             return Some(Verdict::Drop(DropReason::NoBufferRoom));
         }
         self.counters.backend_syns_sent += 1;
@@ -862,17 +853,15 @@ impl Engine {
     }
 
     /// Rewrite the client's frame into the SYN it would have sent to the backend.
-    fn write_backend_syn(&self, d: &Dissected, frame: &mut FrameBuf<'_>, s: &Session) -> Result<(), ()> {
+    fn write_backend_syn(&self, d: &Dissected, frame: &mut FrameBuf<'_>, key: &FlowKey, s: &Session) -> Result<(), ()> {
         let ts = s.flags & F_TS != 0;
         let client_ws = if s.client_ws == WS_NONE { None } else { Some(s.client_ws) };
         let window = ((s.win_c as u32) << eff_ws(s.client_ws)).min(0xffff) as u16;
-        let l4 = &frame.buf[d.l4_off..];
-        let (sport, dport) = (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]));
         let seg = Segment {
             src: d.src,
             dst: d.dst,
-            sport,
-            dport,
+            sport: key.client_port,
+            dport: key.server_port,
             seq: s.next_c.wrapping_sub(1),
             ack: 0,
             flags: tf::SYN | if s.flags & F_ECN != 0 { tf::ECE | tf::CWR } else { 0 },
@@ -945,10 +934,8 @@ impl Engine {
         let nq = q.wrapping_add(s.seq_off);
         t.set_seq_number(nq);
         ck = checksum::update32(ck, q, nq);
-        let from = if s.server_ws == WS_NONE { 0 } else { eff_ws(s.server_ws) };
-        let to = if s.adv_ws == WS_NONE { 0 } else { eff_ws(s.adv_ws) };
         let w = t.window_len();
-        let nw = rescale(w, from, to);
+        let nw = rescale(w, eff_ws(s.server_ws), eff_ws(s.adv_ws));
         if nw != w {
             t.set_window_len(nw);
             ck = checksum::update16(ck, w, nw);
@@ -965,24 +952,22 @@ impl Engine {
         Ok(())
     }
 
-    fn fill_l4_checksum(&self, d: &Dissected, frame: &mut FrameBuf<'_>) {
-        let seg = &mut frame.buf[d.l4_off..d.l4_off + d.l4_len];
-        tcp::fill_checksum(seg, &d.src, &d.dst, d.v6);
-    }
-
     // ------------------------------------------------------------------ int → ext
 
-    fn tcp_outbound(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>, extra: &mut FrameBuf<'_>) -> Verdict {
+    fn tcp_outbound(
+        &mut self,
+        now: u64,
+        d: &Dissected,
+        h: &SegHead,
+        frame: &mut FrameBuf<'_>,
+        extra: &mut FrameBuf<'_>,
+    ) -> Verdict {
         let tk = tick(now);
-        let h = match SegHead::read(d, frame) {
-            Ok(h) => h,
-            Err(r) => return Verdict::Drop(r),
-        };
         if let Err(r) = Self::check_flags(h.flags) {
             return Verdict::Drop(r);
         }
         let key = h.key(d, Direction::Outbound);
-        let SegHead { seq, ack, window: win, payload_len, .. } = h;
+        let SegHead { seq, ack, window: win, payload_len, .. } = *h;
         let (syn, is_ack, rst, fin) = h.flag_bits();
         let found = self.table.lookup(&key, tk);
 
@@ -1035,7 +1020,7 @@ impl Engine {
         if syn {
             // SYN-ACK from the backend.
             return match s.state {
-                SessionState::ProxySynSent => self.consume_backend_synack(tk, d, frame, extra, id, seq, ack, win),
+                SessionState::ProxySynSent => self.consume_backend_synack(tk, d, h, &key, frame, extra, id),
                 SessionState::SynSent | SessionState::SynRecv => {
                     if ack != s.next_c {
                         return Verdict::Drop(DropReason::SynAckBadAck);
@@ -1051,7 +1036,7 @@ impl Engine {
                 }
                 _ if s.flags & F_PROXIED != 0 && seq.wrapping_add(1) == s.next_s => {
                     // The backend did not get our ACK and retransmits its SYN-ACK: ACK again.
-                    self.reack_backend(d, frame, &s)
+                    self.reack_backend(d, &key, frame, &s)
                 }
                 _ => Verdict::Drop(DropReason::SynAckNoSession),
             };
@@ -1065,12 +1050,7 @@ impl Engine {
                 if !rst {
                     return Verdict::Drop(DropReason::ProxyHandshakePending);
                 }
-                if let Ok(mut t) = TcpPacket::new_checked(&mut frame.buf[d.l4_off..d.l4_off + d.l4_len]) {
-                    t.set_seq_number(s.seq_off.wrapping_add(1));
-                    t.set_ack_number(0);
-                    t.set_flags(tf::RST);
-                }
-                self.fill_l4_checksum(d, frame);
+                bare_rst(d, frame, s.seq_off.wrapping_add(1));
             } else if let Err(r) = self.translate_outbound(d, frame, &s) {
                 return Verdict::Drop(r);
             }
@@ -1110,13 +1090,13 @@ impl Engine {
         &mut self,
         tk: u32,
         d: &Dissected,
+        h: &SegHead,
+        key: &FlowKey,
         frame: &mut FrameBuf<'_>,
         extra: &mut FrameBuf<'_>,
         id: crate::session::SlotId,
-        seq: u32,
-        ack: u32,
-        win: u16,
     ) -> Verdict {
+        let SegHead { seq, ack, window: win, .. } = *h;
         let s0 = *self.table.get(id);
         if ack != s0.next_c {
             return Verdict::Drop(DropReason::SynAckBadAck);
@@ -1156,8 +1136,8 @@ impl Engine {
         let backend_ack = Segment {
             src: d.dst,
             dst: d.src,
-            sport: s0_client_port(d, frame),
-            dport: s0_server_port(d, frame),
+            sport: key.client_port,
+            dport: key.server_port,
             seq: s.next_c,
             ack: seq.wrapping_add(1),
             flags: tf::ACK,
@@ -1174,16 +1154,13 @@ impl Engine {
             return Verdict::Drop(DropReason::NoBufferRoom);
         }
         // The window update to the client.
-        let from = if s.server_ws == WS_NONE { 0 } else { eff_ws(s.server_ws) };
-        let to = if s.adv_ws == WS_NONE { 0 } else { eff_ws(s.adv_ws) };
         // A SYN-ACK's window is never scaled.
-        let window = rescale(win, 0, to);
-        let _ = from;
+        let window = rescale(win, 0, eff_ws(s.adv_ws));
         let update = Segment {
             src: d.src,
             dst: d.dst,
-            sport: s0_server_port(d, frame),
-            dport: s0_client_port(d, frame),
+            sport: key.server_port,
+            dport: key.client_port,
             seq: cookie_isn.wrapping_add(1),
             ack: s.next_c,
             flags: tf::ACK,
@@ -1204,13 +1181,13 @@ impl Engine {
     }
 
     /// A retransmitted backend SYN-ACK on an open proxied session: ACK it again.
-    fn reack_backend(&mut self, d: &Dissected, frame: &mut FrameBuf<'_>, s: &Session) -> Verdict {
+    fn reack_backend(&mut self, d: &Dissected, key: &FlowKey, frame: &mut FrameBuf<'_>, s: &Session) -> Verdict {
         let o = self.options(d, frame).unwrap_or_default();
         let seg = Segment {
             src: d.dst,
             dst: d.src,
-            sport: s0_client_port(d, frame),
-            dport: s0_server_port(d, frame),
+            sport: key.client_port,
+            dport: key.server_port,
             seq: s.next_c,
             ack: s.next_s,
             flags: tf::ACK,
@@ -1233,16 +1210,16 @@ impl Engine {
     }
 }
 
-/// Client port of an outbound (server → client) segment: its destination port.
-fn s0_client_port(d: &Dissected, frame: &FrameBuf<'_>) -> u16 {
-    let l4 = &frame.buf[d.l4_off..];
-    u16::from_be_bytes([l4[2], l4[3]])
-}
-
-/// Server port of an outbound segment: its source port.
-fn s0_server_port(d: &Dissected, frame: &FrameBuf<'_>) -> u16 {
-    let l4 = &frame.buf[d.l4_off..];
-    u16::from_be_bytes([l4[0], l4[1]])
+/// Turn the frame's segment into a bare RST (no ACK) with sequence number `seq`, checksum
+/// recomputed; addresses and ports stay.
+fn bare_rst(d: &Dissected, frame: &mut FrameBuf<'_>, seq: u32) {
+    let seg = &mut frame.buf[d.l4_off..d.l4_off + d.l4_len];
+    if let Ok(mut t) = TcpPacket::new_checked(&mut *seg) {
+        t.set_seq_number(seq);
+        t.set_ack_number(0);
+        t.set_flags(tf::RST);
+    }
+    tcp::fill_checksum(seg, &d.src, &d.dst, d.v6);
 }
 
 fn addr_eq(a: &IpAddr, v6: bool, b: &[u8; 16]) -> bool {
