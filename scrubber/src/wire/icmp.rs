@@ -1,4 +1,5 @@
-//! ICMP for IPv4 (RFC 792).
+//! ICMP for IPv4 (RFC 792). The header view is shared with ICMPv6 (RFC 4443), whose
+//! messages have the same layout: [`super::icmpv6::Icmpv6Packet`] wraps [`IcmpPacket`].
 
 use super::{be16, be32, checksum, put16, put32, Error, Result};
 
@@ -98,6 +99,12 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
     #[inline]
     pub fn echo_seq_no(&self) -> u16 {
         be16(self.buffer.as_ref(), field::ECHO_SEQNO)
+    }
+
+    /// The whole message (header and data).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
     }
 
     /// Data after the 8-byte header.

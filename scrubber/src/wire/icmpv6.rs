@@ -1,10 +1,11 @@
 //! ICMPv6 (RFC 4443) and the neighbour-discovery message types (RFC 4861).
 
-use super::{be16, be32, checksum, put16, put32, Error, Result, IPPROTO_ICMPV6};
+use super::icmp::IcmpPacket;
+use super::{checksum, Result, IPPROTO_ICMPV6};
 
 /// Length of the ICMPv6 header: type, code, checksum and the 4-byte message-specific word
-/// that every defined ICMPv6 message carries.
-pub const HEADER_LEN: usize = 8;
+/// that every defined ICMPv6 message carries (the same layout as ICMPv4).
+pub const HEADER_LEN: usize = super::icmp::HEADER_LEN;
 
 /// Destination unreachable.
 pub const DEST_UNREACHABLE: u8 = 1;
@@ -36,87 +37,33 @@ pub fn is_neighbor_discovery(ty: u8) -> bool {
     (ROUTER_SOLICIT..=REDIRECT).contains(&ty)
 }
 
-mod field {
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub const CHECKSUM: usize = 2;
-    pub const REST: usize = 4;
-    pub const ECHO_IDENT: usize = 4;
-    pub const ECHO_SEQNO: usize = 6;
-    pub const ND_TARGET: usize = 8;
-}
+/// Offset of the neighbor solicitation / advertisement target address.
+const ND_TARGET: usize = 8;
 
-/// A read/write view of an ICMPv6 message.
+/// A read/write view of an ICMPv6 message: the ICMPv4 header view ([`IcmpPacket`]: type, code,
+/// checksum, rest-of-header, echo fields, data — the layout is the same), plus the ICMPv6
+/// checksum over the IPv6 pseudo-header and the neighbour-discovery helpers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Icmpv6Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+pub struct Icmpv6Packet<T: AsRef<[u8]>>(IcmpPacket<T>);
 
 impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     /// Wraps a buffer without checking it; accessors may panic on a short buffer.
     #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
-        Icmpv6Packet { buffer }
+        Icmpv6Packet(IcmpPacket::new_unchecked(buffer))
     }
 
-    /// Wraps a buffer after [`check_len`](Self::check_len): no accessor can then panic.
+    /// Wraps a buffer after checking it holds the 8-byte header (`Err(Truncated)` otherwise):
+    /// no accessor can then panic.
     #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// `Err(Truncated)` when shorter than [`HEADER_LEN`] (8 bytes).
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        Ok(Icmpv6Packet(IcmpPacket::new_checked(buffer)?))
     }
 
     /// Returns the underlying buffer.
     #[inline]
     pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Message type.
-    #[inline]
-    pub fn msg_type(&self) -> u8 {
-        self.buffer.as_ref()[field::TYPE]
-    }
-
-    /// Message code.
-    #[inline]
-    pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
-    /// Checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::CHECKSUM)
-    }
-
-    /// The 4-byte message-specific word after the checksum.
-    #[inline]
-    pub fn rest_of_header(&self) -> u32 {
-        be32(self.buffer.as_ref(), field::REST)
-    }
-
-    /// Echo identifier.
-    #[inline]
-    pub fn echo_ident(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::ECHO_IDENT)
-    }
-
-    /// Echo sequence number.
-    #[inline]
-    pub fn echo_seq_no(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::ECHO_SEQNO)
+        self.0.into_inner()
     }
 
     /// Whether this is a neighbour-discovery message (see [`is_neighbor_discovery`]).
@@ -133,83 +80,47 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         if ty != NEIGHBOR_SOLICIT && ty != NEIGHBOR_ADVERT {
             return None;
         }
-        let t = self.buffer.as_ref().get(field::ND_TARGET..field::ND_TARGET + 16)?;
+        let t = self.as_bytes().get(ND_TARGET..ND_TARGET + 16)?;
         let mut a = [0u8; 16];
         a.copy_from_slice(t);
         Some(a)
     }
 
-    /// Data after the 8-byte header.
-    #[inline]
-    pub fn data(&self) -> &[u8] {
-        let d = self.buffer.as_ref();
-        &d[HEADER_LEN.min(d.len())..]
-    }
-
     /// Whether the checksum (over the IPv6 pseudo-header and the whole buffer) is correct.
     #[inline]
     pub fn verify_checksum(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
-        checksum::verify_l4(src, dst, true, IPPROTO_ICMPV6, self.buffer.as_ref())
+        checksum::verify_l4(src, dst, true, IPPROTO_ICMPV6, self.as_bytes())
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
-    /// Sets the message type.
-    #[inline]
-    pub fn set_msg_type(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TYPE] = v;
-    }
-
-    /// Sets the message code.
-    #[inline]
-    pub fn set_msg_code(&mut self, v: u8) {
-        self.buffer.as_mut()[field::CODE] = v;
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), field::CHECKSUM, v);
-    }
-
-    /// Sets the message-specific word.
-    #[inline]
-    pub fn set_rest_of_header(&mut self, v: u32) {
-        put32(self.buffer.as_mut(), field::REST, v);
-    }
-
-    /// Sets the echo identifier.
-    #[inline]
-    pub fn set_echo_ident(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), field::ECHO_IDENT, v);
-    }
-
-    /// Sets the echo sequence number.
-    #[inline]
-    pub fn set_echo_seq_no(&mut self, v: u16) {
-        put16(self.buffer.as_mut(), field::ECHO_SEQNO, v);
-    }
-
-    /// Mutable data after the header.
-    #[inline]
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        let d = self.buffer.as_mut();
-        let n = HEADER_LEN.min(d.len());
-        &mut d[n..]
-    }
-
     /// Computes and stores the checksum over the IPv6 pseudo-header and the whole buffer.
     #[inline]
     pub fn fill_checksum(&mut self, src: &[u8; 16], dst: &[u8; 16]) {
         self.set_checksum(0);
-        let c = checksum::l4_checksum(src, dst, true, IPPROTO_ICMPV6, self.buffer.as_ref());
+        let c = checksum::l4_checksum(src, dst, true, IPPROTO_ICMPV6, self.as_bytes());
         self.set_checksum(c);
+    }
+}
+
+impl<T: AsRef<[u8]>> core::ops::Deref for Icmpv6Packet<T> {
+    type Target = IcmpPacket<T>;
+
+    fn deref(&self) -> &IcmpPacket<T> {
+        &self.0
+    }
+}
+
+impl<T: AsRef<[u8]>> core::ops::DerefMut for Icmpv6Packet<T> {
+    fn deref_mut(&mut self) -> &mut IcmpPacket<T> {
+        &mut self.0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Error;
     use proptest::prelude::*;
 
     /// Neighbor solicitation fe80::1 → ff02::1:ff00:2 for target fe80::2, with a source
