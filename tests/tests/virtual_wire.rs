@@ -229,6 +229,11 @@ impl Peer {
         self.frame(now, seq, tf::ACK | tf::PSH, payload)
     }
 
+    /// A zero-window probe: a bare ACK one below the next sequence number (RFC 9293 §3.8.6.1).
+    fn zero_window_probe(&mut self, now: u64) -> TcpFrame {
+        self.frame(now, self.snd_nxt.wrapping_sub(1), tf::ACK, &[])
+    }
+
     /// Retransmit the segment that starts at `seq`.
     fn retransmit(&mut self, now: u64, seq: u32) -> TcpFrame {
         let p = self.sent.get(&seq).expect("retransmitting unsent data").clone();
@@ -359,6 +364,16 @@ fn addrs(v6: bool) -> (IpAddr, IpAddr) {
     }
 }
 
+/// A client on `port` and the protected server on port 80, facing each other: each given as
+/// (ISN, window scale, TSval base).
+fn peers(v6: bool, port: u16, client: (u32, u8, u32), server: (u32, u8, u32)) -> (Peer, Peer) {
+    let (ci, si) = addrs(v6);
+    (
+        Peer::new("client", ci, port, si, 80, client.0, client.1, client.2),
+        Peer::new("server", si, 80, ci, port, server.0, server.1, server.2),
+    )
+}
+
 /// Proxy-mode handshake: SYN → cookie SYN-ACK → ACK → backend SYN → backend SYN-ACK consumed.
 fn proxy_handshake(w: &mut Wire, c: &mut Peer, s: &mut Peer, case: &Case) {
     let syn = c.syn(w.now);
@@ -470,10 +485,9 @@ fn close(w: &mut Wire, c: &mut Peer, s: &mut Peer) {
 }
 
 fn proxy_conversation(case: Case) {
-    let (ci, si) = addrs(case.v6);
+    let (_, si) = addrs(case.v6);
     let mut w = Wire::new(SynMode::Proxy, si, 80, case.vlans.clone());
-    let mut c = Peer::new("client", ci, 40_000, si, 80, 0xfff0_0000, 8, 1_000);
-    let mut s = Peer::new("server", si, 80, ci, 40_000, 0x1234_5678, 7, 5_000_000);
+    let (mut c, mut s) = peers(case.v6, 40_000, (0xfff0_0000, 8, 1_000), (0x1234_5678, 7, 5_000_000));
     proxy_handshake(&mut w, &mut c, &mut s, &case);
     exchange(&mut w, &mut c, &mut s);
     close(&mut w, &mut c, &mut s);
@@ -481,8 +495,7 @@ fn proxy_conversation(case: Case) {
 
     // Immediate port reuse: same 4-tuple, new ISNs, right after the close.
     w.advance(5);
-    let mut c2 = Peer::new("client", ci, 40_000, si, 80, 0x0000_1000, 8, 90_000);
-    let mut s2 = Peer::new("server", si, 80, ci, 40_000, 0x9999_0000, 7, 6_000_000);
+    let (mut c2, mut s2) = peers(case.v6, 40_000, (0x0000_1000, 8, 90_000), (0x9999_0000, 7, 6_000_000));
     proxy_handshake(&mut w, &mut c2, &mut s2, &case);
     exchange(&mut w, &mut c2, &mut s2);
     close(&mut w, &mut c2, &mut s2);
@@ -527,10 +540,9 @@ fn proxy_v6_qinq() {
 #[test]
 fn track_conversation_passes_frames_unchanged() {
     for v6 in [false, true] {
-        let (ci, si) = addrs(v6);
+        let (_, si) = addrs(v6);
         let mut w = Wire::new(SynMode::Track, si, 80, vec![]);
-        let mut c = Peer::new("client", ci, 41_000, si, 80, 777, 7, 1);
-        let mut s = Peer::new("server", si, 80, ci, 41_000, 999_999, 7, 1 << 31);
+        let (mut c, mut s) = peers(v6, 41_000, (777, 7, 1), (999_999, 7, 1 << 31));
         let syn = c.syn(w.now);
         let out = w.send(To::Client, syn.clone());
         let mut fwd = one(&out, To::Server).clone();
@@ -546,8 +558,7 @@ fn track_conversation_passes_frames_unchanged() {
         close(&mut w, &mut c, &mut s);
         assert!(w.drops.is_empty(), "{:?}", w.drops);
         // Port reuse in track mode.
-        let mut c2 = Peer::new("client", ci, 41_000, si, 80, 5_000_000, 7, 100);
-        let mut s2 = Peer::new("server", si, 80, ci, 41_000, 123, 7, 200);
+        let (mut c2, mut s2) = peers(v6, 41_000, (5_000_000, 7, 100), (123, 7, 200));
         deliver(w.send(To::Client, c2.syn(w.now)), &mut c2, &mut s2);
         deliver(w.send(To::Server, s2.synack(w.now)), &mut c2, &mut s2);
         deliver(w.send(To::Client, c2.ack(w.now)), &mut c2, &mut s2);
@@ -559,16 +570,15 @@ fn track_conversation_passes_frames_unchanged() {
 
 #[test]
 fn lost_handshake_ack_recovered_by_zero_window_probe() {
-    let (ci, si) = addrs(false);
+    let (_, si) = addrs(false);
     let mut w = Wire::new(SynMode::Proxy, si, 80, vec![]);
-    let mut c = Peer::new("client", ci, 40_001, si, 80, 42, 7, 10);
-    let mut s = Peer::new("server", si, 80, ci, 40_001, 4242, 7, 20);
+    let (mut c, mut s) = peers(false, 40_001, (42, 7, 10), (4242, 7, 20));
     let out = w.send(To::Client, c.syn(w.now));
     deliver(out, &mut c, &mut s);
     // The handshake ACK is lost. 200 ms later the client probes the zero window with
     // seq = ISN (snd_una - 1).
     w.advance(200);
-    let probe = c.frame(w.now, c.snd_nxt.wrapping_sub(1), tf::ACK, &[]);
+    let probe = c.zero_window_probe(w.now);
     let out = w.send(To::Client, probe);
     let bsyn = one(&out, To::Server).clone();
     assert_eq!(bsyn.flags, tf::SYN);
@@ -582,19 +592,18 @@ fn lost_handshake_ack_recovered_by_zero_window_probe() {
 
 #[test]
 fn silent_backend_gets_the_syn_again() {
-    let (ci, si) = addrs(false);
+    let (_, si) = addrs(false);
     let mut w = Wire::new(SynMode::Proxy, si, 80, vec![]);
-    let mut c = Peer::new("client", ci, 40_002, si, 80, 1, 7, 10);
-    let mut s = Peer::new("server", si, 80, ci, 40_002, 2, 7, 20);
+    let (mut c, mut s) = peers(false, 40_002, (1, 7, 10), (2, 7, 20));
     deliver(w.send(To::Client, c.syn(w.now)), &mut c, &mut s);
     let out = w.send(To::Client, c.ack(w.now));
     one(&out, To::Server); // first SYN lost on the way to the backend
     w.advance(300);
-    let probe = c.frame(w.now, c.snd_nxt.wrapping_sub(1), tf::ACK, &[]);
+    let probe = c.zero_window_probe(w.now);
     assert!(w.send(To::Client, probe).is_empty(), "too early to retry");
     assert_eq!(w.drops.pop(), Some(DropReason::ProxyHandshakePending));
     w.advance(1_000);
-    let probe = c.frame(w.now, c.snd_nxt.wrapping_sub(1), tf::ACK, &[]);
+    let probe = c.zero_window_probe(w.now);
     let out = w.send(To::Client, probe);
     assert_eq!(one(&out, To::Server).flags, tf::SYN);
     deliver(out, &mut c, &mut s);
@@ -605,11 +614,10 @@ fn silent_backend_gets_the_syn_again() {
 
 #[test]
 fn server_opened_connection_is_tracked() {
-    let (ci, si) = addrs(false);
+    let (_, si) = addrs(false);
     let mut w = Wire::new(SynMode::Proxy, si, 80, vec![]);
     // The protected server (port 80 side) opens a connection to an outside peer's port 40003.
-    let mut s = Peer::new("server", si, 80, ci, 40_003, 10, 7, 1);
-    let mut c = Peer::new("client", ci, 40_003, si, 80, 20, 7, 2);
+    let (mut c, mut s) = peers(false, 40_003, (20, 7, 2), (10, 7, 1));
     let out = w.send(To::Server, s.syn(w.now));
     deliver(out, &mut c, &mut s);
     let out = w.send(To::Client, c.synack(w.now));
@@ -623,10 +631,9 @@ fn server_opened_connection_is_tracked() {
 
 #[test]
 fn in_window_rst_closes_out_of_window_rst_dropped() {
-    let (ci, si) = addrs(false);
+    let (_, si) = addrs(false);
     let mut w = Wire::new(SynMode::Proxy, si, 80, vec![]);
-    let mut c = Peer::new("client", ci, 40_004, si, 80, 100, 7, 10);
-    let mut s = Peer::new("server", si, 80, ci, 40_004, 200, 7, 20);
+    let (mut c, mut s) = peers(false, 40_004, (100, 7, 10), (200, 7, 20));
     proxy_handshake(&mut w, &mut c, &mut s, &Case { v6: false, vlans: vec![], server_ws: 7, server_ts: true });
     // Blind RST far from the window.
     let blind = c.frame(w.now, c.snd_nxt.wrapping_add(1 << 28), tf::RST, &[]);
