@@ -576,7 +576,6 @@ impl Engine {
                         server_ws: WS_NONE,
                         adv_ws: WS_NONE,
                         win_c: win,
-                        mss: o.mss.unwrap_or(0),
                         next_c: seq.wrapping_add(1),
                         ..Session::default()
                     };
@@ -831,10 +830,10 @@ impl Engine {
             client_ws: dec.wscale.unwrap_or(WS_NONE),
             server_ws: WS_NONE,
             adv_ws: if dec.wscale.is_some() { self.advertise.wscale } else { WS_NONE },
-            _pad: 0,
+            svc: 0,
+            conn_slot: 0,
             win_c: win,
-            win_s: 0,
-            mss: dec.mss,
+            win_s: dec.mss,
             next_c,
             next_s: o.timestamp.map(|t| t.0).unwrap_or(0),
             seq_off: cookie,
@@ -867,7 +866,7 @@ impl Engine {
             flags: tf::SYN | if s.flags & F_ECN != 0 { tf::ECE | tf::CWR } else { 0 },
             window,
             opts: OptionsRepr {
-                mss: Some(s.mss),
+                mss: Some(s.win_s), // ProxySynSent keeps the client's MSS here
                 wscale: client_ws,
                 sack_permitted: s.flags & F_SACK != 0,
                 timestamp: if ts { Some((s.next_s, 0)) } else { None },
