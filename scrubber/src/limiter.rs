@@ -28,41 +28,53 @@ pub struct TokenBucket {
     pub burst: u64,
 }
 
+/// Banked units × 10⁹ ("unit-nanoseconds") after refilling `level` for `dt_ns` at `b`'s rate,
+/// capped at the burst.
+#[inline]
+fn refill(level: u64, dt_ns: u64, b: &TokenBucket) -> u64 {
+    let cap = (u128::from(b.burst) * NS).min(u128::from(u64::MAX));
+    (u128::from(level) + u128::from(dt_ns) * u128::from(b.rate)).min(cap) as u64
+}
+
+/// Takes `cost` units from `level` if it holds them.
+#[inline]
+fn take(level: &mut u64, cost: u64) -> bool {
+    let need = (u128::from(cost) * NS).min(u128::from(u64::MAX)) as u64;
+    if *level >= need {
+        *level -= need;
+        true
+    } else {
+        false
+    }
+}
+
 /// The state of one [`TokenBucket`]: banked units × 10⁹ and the time of the last refill.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BucketState {
-    level: u128,
+    level: u64,
     last_ns: u64,
 }
 
 impl BucketState {
     /// A full bucket at time `now_ns`.
     pub fn full(b: &TokenBucket, now_ns: u64) -> Self {
-        BucketState { level: u128::from(b.burst) * NS, last_ns: now_ns }
+        BucketState { level: refill(0, u64::MAX, b), last_ns: now_ns }
     }
 
     /// Refill to `now_ns`; then take `cost` units if the bucket holds them. Returns whether it
     /// did. The clock never runs backwards here (an older `now_ns` refills nothing).
     #[inline]
     pub fn take(&mut self, b: &TokenBucket, now_ns: u64, cost: u64) -> bool {
-        let cap = u128::from(b.burst) * NS;
         if now_ns > self.last_ns {
-            let dt = u128::from(now_ns - self.last_ns);
-            self.level = (self.level + dt * u128::from(b.rate)).min(cap);
+            self.level = refill(self.level, now_ns - self.last_ns, b);
             self.last_ns = now_ns;
         }
-        let need = u128::from(cost) * NS;
-        if self.level >= need {
-            self.level -= need;
-            true
-        } else {
-            false
-        }
+        take(&mut self.level, cost)
     }
 
     /// Whole units banked (after the last refill).
     pub fn units(&self) -> u64 {
-        (self.level / NS) as u64
+        (u128::from(self.level) / NS) as u64
     }
 }
 
@@ -84,15 +96,17 @@ impl SourceLimits {
     }
 }
 
-/// One source's state in a [`SourceTable`].
+/// One source's state in a [`SourceTable`]: 40 bytes.
 #[derive(Clone, Copy, Debug, Default)]
 struct SourceEntry {
     /// Keyed hash of the source address; 0 = free.
     tag: u64,
+    /// Time of the last refill of all three buckets.
     last_ns: u64,
-    pps: BucketState,
-    bytes: BucketState,
-    conns: BucketState,
+    /// Banked unit-nanoseconds of the packet, byte and new-connection buckets.
+    pps: u64,
+    bytes: u64,
+    conns: u64,
 }
 
 /// Ways per set.
@@ -171,6 +185,7 @@ impl SourceTable {
         let h = xxh3_64_with_seed(src, self.seed) | 1;
         let set = &mut self.sets[(h as usize) & self.mask];
         let l = &self.limits;
+        let full = |b: &Option<TokenBucket>| b.as_ref().map(|b| refill(0, u64::MAX, b)).unwrap_or(0);
         let way = match set.iter().position(|e| e.tag == h) {
             Some(w) => w,
             None => {
@@ -189,7 +204,6 @@ impl SourceTable {
                     self.stats.replaced += 1;
                 }
                 self.stats.inserts += 1;
-                let full = |b: &Option<TokenBucket>| b.map(|b| BucketState::full(&b, now_ns)).unwrap_or_default();
                 set[w] = SourceEntry {
                     tag: h,
                     last_ns: now_ns,
@@ -201,29 +215,31 @@ impl SourceTable {
             }
         };
         let e = &mut set[way];
-        e.last_ns = e.last_ns.max(now_ns);
-        // Check every bucket before taking from any, so a refused packet costs nothing.
-        let mut probe = *e;
-        if let Some(b) = &l.pps {
-            if !probe.pps.take(b, now_ns, 1) {
-                e.pps = probe.pps;
-                return Err(Refusal::Rate);
+        if now_ns > e.last_ns {
+            let dt = now_ns - e.last_ns;
+            if let Some(b) = &l.pps {
+                e.pps = refill(e.pps, dt, b);
             }
-        }
-        if let Some(b) = &l.bytes {
-            if !probe.bytes.take(b, now_ns, bytes) {
-                e.bytes = probe.bytes;
-                return Err(Refusal::Rate);
+            if let Some(b) = &l.bytes {
+                e.bytes = refill(e.bytes, dt, b);
             }
-        }
-        if syn {
             if let Some(b) = &l.new_conns {
-                if !probe.conns.take(b, now_ns, 1) {
-                    return Err(Refusal::NewConns);
-                }
+                e.conns = refill(e.conns, dt, b);
             }
+            e.last_ns = now_ns;
         }
-        *e = probe;
+        // Check every bucket before taking from any, so a refused packet costs nothing.
+        let (mut pps, mut by, mut cn) = (e.pps, e.bytes, e.conns);
+        if l.pps.is_some() && !take(&mut pps, 1) {
+            return Err(Refusal::Rate);
+        }
+        if l.bytes.is_some() && !take(&mut by, bytes) {
+            return Err(Refusal::Rate);
+        }
+        if syn && l.new_conns.is_some() && !take(&mut cn, 1) {
+            return Err(Refusal::NewConns);
+        }
+        (e.pps, e.bytes, e.conns) = (pps, by, cn);
         Ok(())
     }
 }
@@ -266,7 +282,7 @@ impl Aggregate {
     pub fn retune(&mut self, pps: Option<TokenBucket>, bytes: Option<TokenBucket>, now_ns: u64) {
         let re = |old: Option<(TokenBucket, BucketState)>, new: Option<TokenBucket>| {
             new.map(|b| match old {
-                Some((_, s)) => (b, BucketState { level: s.level.min(u128::from(b.burst) * NS), last_ns: s.last_ns }),
+                Some((_, s)) => (b, BucketState { level: s.level.min(refill(0, u64::MAX, &b)), last_ns: s.last_ns }),
                 None => (b, BucketState::full(&b, now_ns)),
             })
         };
@@ -288,14 +304,17 @@ pub struct ConnCounts {
     collisions: u64,
 }
 
-/// A slot of [`ConnCounts`], remembered by a session so its end can be counted.
-pub type ConnSlot = u32;
+/// A slot of [`ConnCounts`], remembered by a session ([`crate::session::Session::conn_slot`])
+/// so its end can be counted.
+pub type ConnSlot = u16;
+
+/// Counters in a [`ConnCounts`] (fixed: slots are 16-bit).
+pub const CONN_SLOTS: usize = 1 << 16;
 
 impl ConnCounts {
-    /// At least `slots` counters (a power of two, at least 1024).
-    pub fn new(slots: usize, seed: u64) -> Self {
-        let n = slots.max(1024).next_power_of_two();
-        ConnCounts { slots: vec![(0, 0); n], mask: n - 1, seed, collisions: 0 }
+    /// [`CONN_SLOTS`] counters (512 KiB).
+    pub fn new(seed: u64) -> Self {
+        ConnCounts { slots: vec![(0, 0); CONN_SLOTS], mask: CONN_SLOTS - 1, seed, collisions: 0 }
     }
 
     fn slot(&self, src: &[u8; 16]) -> (usize, u32) {
@@ -386,7 +405,7 @@ mod tests {
     fn fractional_refill_is_exact() {
         // 3 tokens per second, queried every 1 ms for 10 s: exactly 30 tokens.
         let b = TokenBucket { rate: 3, burst: 2 };
-        let mut s = BucketState { level: 0, last_ns: 0 };
+        let mut s = BucketState::default();
         let mut got = 0;
         for ms in 1..=10_000u64 {
             if s.take(&b, ms * MS, 1) {
@@ -482,7 +501,7 @@ mod tests {
 
     #[test]
     fn conn_counts_acquire_release_and_collisions() {
-        let mut c = ConnCounts::new(1024, 5);
+        let mut c = ConnCounts::new(5);
         let a = v4(198, 18, 0, 1);
         let s1 = c.acquire(&a).unwrap();
         let s2 = c.acquire(&a).unwrap();
