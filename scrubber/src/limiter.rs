@@ -278,16 +278,17 @@ impl Aggregate {
         true
     }
 
-    /// Keep the banked state but use new rates (a reloaded rule).
-    pub fn retune(&mut self, pps: Option<TokenBucket>, bytes: Option<TokenBucket>, now_ns: u64) {
-        let re = |old: Option<(TokenBucket, BucketState)>, new: Option<TokenBucket>| {
-            new.map(|b| match old {
+    /// Keep the banked state but use `fresh`'s rates (a reloaded rule); a bucket `fresh` has
+    /// and `self` had not starts as `fresh` has it (full).
+    pub fn retune_from(&mut self, fresh: &Aggregate) {
+        let re = |old: Option<(TokenBucket, BucketState)>, new: Option<(TokenBucket, BucketState)>| {
+            new.map(|(b, fs)| match old {
                 Some((_, s)) => (b, BucketState { level: s.level.min(refill(0, u64::MAX, &b)), last_ns: s.last_ns }),
-                None => (b, BucketState::full(&b, now_ns)),
+                None => (b, fs),
             })
         };
-        self.pps = re(self.pps, pps);
-        self.bytes = re(self.bytes, bytes);
+        self.pps = re(self.pps, fresh.pps);
+        self.bytes = re(self.bytes, fresh.bytes);
     }
 }
 
@@ -492,7 +493,11 @@ mod tests {
     fn aggregate_and_retune() {
         let mut a = Aggregate::new(Some(TokenBucket { rate: 10, burst: 10 }), None, 0);
         assert_eq!((0..50).filter(|_| a.admit(0, 100)).count(), 10);
-        a.retune(Some(TokenBucket { rate: 10, burst: 20 }), Some(TokenBucket { rate: 1000, burst: 1000 }), 0);
+        a.retune_from(&Aggregate::new(
+            Some(TokenBucket { rate: 10, burst: 20 }),
+            Some(TokenBucket { rate: 1000, burst: 1000 }),
+            0,
+        ));
         // Retuning keeps the empty packet bucket; the new byte bucket starts full.
         assert!(!a.admit(0, 1));
         assert!(a.admit(100 * MS, 1000));
