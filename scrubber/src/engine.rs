@@ -577,8 +577,8 @@ impl Engine {
                     None => None,
                 };
                 let refused = refused.or_else(|| match &mut rt.aggregate {
-                    Some(a) if !a.admit(now, bytes) => Some(Refusal::Rate),
-                    _ => None,
+                    Some(a) => (!a.admit(now, bytes)).then_some(Refusal::Rate),
+                    None => None,
                 });
                 match refused {
                     None => return None,
@@ -1605,12 +1605,6 @@ fn bare_rst(d: &Dissected, frame: &mut FrameBuf<'_>, seq: u32) {
     tcp::fill_checksum(seg, &d.src, &d.dst, d.v6);
 }
 
-fn addr_eq(a: &IpAddr, v6: bool, b: &[u8; 16]) -> bool {
-    match a {
-        IpAddr::V4(a) => !v6 && a.octets() == b[..4],
-        IpAddr::V6(a) => v6 && a.octets() == *b,
-    }
-}
 
 fn dissect_reason(e: DissectError) -> DropReason {
     match e {

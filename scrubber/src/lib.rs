@@ -18,6 +18,7 @@ pub mod counters;
 pub mod engine;
 pub mod flow;
 pub mod limiter;
+pub mod policy;
 pub mod replay;
 pub mod session;
 pub mod verdict;
