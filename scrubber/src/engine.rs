@@ -726,7 +726,11 @@ impl Engine {
         }
         if dir == Direction::Inbound && !d.nd {
             if let Some(r) = self.rules(now, &d, frame) {
-                return (Verdict::Drop(r), self.target_of(&d, frame));
+                // `default deny` does not cut TCP connections the table tracks (e.g. ones a
+                // protected server opened itself); explicit rules do.
+                if !(r == DropReason::DefaultDeny && self.tracked_tcp(now, &d, frame)) {
+                    return (Verdict::Drop(r), self.target_of(&d, frame));
+                }
             }
         }
         // The service side of the frame.
@@ -771,6 +775,17 @@ impl Engine {
             Direction::Outbound => self.tcp_outbound(now, &d, &h, frame, extra, target),
         };
         (v, Some(target))
+    }
+
+    /// Whether an inbound frame is TCP of a session in the table.
+    fn tracked_tcp(&mut self, now: u64, d: &Dissected, frame: &FrameBuf<'_>) -> bool {
+        if d.proto != IPPROTO_TCP || d.frag != Frag::None {
+            return false;
+        }
+        match SegHead::read(d, frame) {
+            Ok(h) => self.table.lookup(&h.key(d, Direction::Inbound), tick(now)).is_some(),
+            Err(_) => false,
+        }
     }
 
     /// The service a dropped inbound TCP or UDP frame was aimed at, for per-target counters.

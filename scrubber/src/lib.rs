@@ -19,6 +19,7 @@ pub mod engine;
 pub mod flow;
 pub mod limiter;
 pub mod policy;
+pub mod reload;
 pub mod replay;
 pub mod session;
 pub mod verdict;
