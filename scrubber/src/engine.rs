@@ -953,7 +953,8 @@ impl Engine {
                     && s.state != SessionState::ProxySynSent
                     && seq.wrapping_sub(s.next_c).min(s.next_c.wrapping_sub(seq)) > FAR_SEQ
                 {
-                    if let Some(v) = self.try_cookie_ack(now, d, frame, &key, (seq, ack, win, payload_len), Some(id), svc)
+                    if let Some(v) =
+                        self.try_cookie_ack(now, d, frame, &key, (seq, ack, win, payload_len), Some(id), svc)
                     {
                         return v;
                     }
@@ -968,7 +969,8 @@ impl Engine {
                     return Verdict::Drop(DropReason::FinNoSession);
                 }
                 if self.cookies_possible(svc) {
-                    if let Some(v) = self.try_cookie_ack(now, d, frame, &key, (seq, ack, win, payload_len), found, svc) {
+                    if let Some(v) = self.try_cookie_ack(now, d, frame, &key, (seq, ack, win, payload_len), found, svc)
+                    {
                         return v;
                     }
                 }
@@ -1081,9 +1083,12 @@ impl Engine {
         if syn || rst || fin || h.flags & tf::ACK == 0 {
             return None;
         }
-        let window = self.pol.services.get(svc)?.pickup_ns.max(
-            self.pol.compiled.settings().learning_window.as_nanos().min(u128::from(u64::MAX)) as u64,
-        );
+        let window = self
+            .pol
+            .services
+            .get(svc)?
+            .pickup_ns
+            .max(self.pol.compiled.settings().learning_window.as_nanos().min(u128::from(u64::MAX)) as u64);
         let start = self.started_ns?;
         if window == 0 || now.saturating_sub(start) >= window {
             return None;
@@ -1117,6 +1122,7 @@ impl Engine {
     }
 
     /// Proxy mode: turn the SYN into the cookie SYN-ACK, in place.
+    #[allow(clippy::too_many_arguments)]
     fn answer_cookie(
         &mut self,
         now: u64,
@@ -1179,6 +1185,7 @@ impl Engine {
     /// A bare ACK is also tried as a zero-window probe (`seq = ISN`, RFC 9293 §3.8.6.1): the
     /// cookie SYN-ACK advertised a zero window, so a client whose handshake ACK was lost
     /// probes with the sequence number just below `ISN + 1`.
+    #[allow(clippy::too_many_arguments)]
     fn try_cookie_ack(
         &mut self,
         now: u64,
@@ -1619,7 +1626,6 @@ fn bare_rst(d: &Dissected, frame: &mut FrameBuf<'_>, seq: u32) {
     }
     tcp::fill_checksum(seg, &d.src, &d.dst, d.v6);
 }
-
 
 fn dissect_reason(e: DissectError) -> DropReason {
     match e {

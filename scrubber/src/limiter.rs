@@ -393,7 +393,13 @@ mod tests {
         assert!(s.take(&b, 10 * MS, 1));
         assert!(!s.take(&b, 10 * MS, 1));
         // A long pause refills to the burst only.
-        assert_eq!({ s.take(&b, 100_000 * MS, 0); s.units() }, 10);
+        assert_eq!(
+            {
+                s.take(&b, 100_000 * MS, 0);
+                s.units()
+            },
+            10
+        );
         // The clock going backwards refills nothing.
         let mut t = BucketState::full(&b, 1_000 * MS);
         for _ in 0..10 {

@@ -82,7 +82,9 @@ pub(crate) enum SynPolicy {
     Track,
     /// Track until more than `per_sec` SYNs arrive within one second, then proxy for the rest
     /// of that second and the next.
-    Auto { per_sec: u64 },
+    Auto {
+        per_sec: u64,
+    },
 }
 
 /// One service's runtime state in one engine.

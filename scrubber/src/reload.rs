@@ -73,7 +73,8 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyLoadError> {
             rendered,
         });
     };
-    let compiled = rulespec::compile(policy).map_err(|source| PolicyLoadError::Compile { path: root.clone(), source })?;
+    let compiled =
+        rulespec::compile(policy).map_err(|source| PolicyLoadError::Compile { path: root.clone(), source })?;
     Ok(LoadedPolicy {
         compiled: Arc::new(compiled),
         summary: policy.summary(),

@@ -137,7 +137,8 @@ fn observe_rule_and_observe_mode_forward_but_count() {
     assert_eq!(e.counters().per_rule[0].would_drop, 1);
     assert_eq!(e.counters().dropped_total(), 0);
 
-    let mut e = engine(&format!("{BASE}\nmode observe\ndeny from bad\nservice p\n dst 198.18.1.0/24\n syn proxy\nend\n"));
+    let mut e =
+        engine(&format!("{BASE}\nmode observe\ndeny from bad\nservice p\n dst 198.18.1.0/24\n syn proxy\nend\n"));
     assert_eq!(v_in(&mut e, T0, &udp("198.19.66.5", "198.18.0.10", 53, 10)), Verdict::Forward);
     // Even the TCP engine's drops only count, and proxy services are not answered.
     let ackpsh = tcp("198.19.1.1", 4001, "198.18.0.10", 80, tf::ACK | tf::PSH).build();
@@ -218,18 +219,14 @@ fn new_conns_and_max_conns_per_source() {
     assert_eq!(v_in(&mut e, later, &syn(c, 5000, "198.18.0.10", 80)), Verdict::Forward);
     // new-conns 5/s burst 5: 5 SYNs pass in a burst, then refused.
     let mut e = engine(&format!("{BASE}\nlimit service web new-conns 5/s burst 5\n"));
-    let ok = (0..20u16)
-        .filter(|p| v_in(&mut e, T0, &syn(c, 6000 + p, "198.18.0.10", 80)) == Verdict::Forward)
-        .count();
+    let ok = (0..20u16).filter(|p| v_in(&mut e, T0, &syn(c, 6000 + p, "198.18.0.10", 80)) == Verdict::Forward).count();
     assert_eq!(ok, 5);
     assert_eq!(e.counters().dropped[DropReason::NewConnLimit.index()], 15);
 }
 
 #[test]
 fn auto_syn_mode_switches_to_proxy_above_the_rate() {
-    let mut e = engine(
-        "service web\n dst 198.18.0.10\n ports 80\n syn auto 100pps\nend\n",
-    );
+    let mut e = engine("service web\n dst 198.18.0.10\n ports 80\n syn auto 100pps\nend\n");
     let mut answered = 0;
     let mut forwarded = 0;
     for i in 0..300u16 {
