@@ -19,6 +19,7 @@ pub mod engine;
 pub mod flow;
 pub mod replay;
 pub mod session;
+pub mod telemetry;
 pub mod verdict;
 pub mod wire;
 
