@@ -2,10 +2,13 @@
 //!
 //! * `scrubber replay` — run a capture through the engine (pcap in, pcaps out, summary).
 //! * `scrubber gen-secret` — print a fresh SYN-cookie secret.
+//! * `scrubber stats` — show the statistics of a running scrubber.
 //!
 //! Exit status: 0 on success, 1 on any error (including a bad command line); errors are printed
 //! as `error: …` followed by their causes.
 #![forbid(unsafe_code)]
+
+mod stats_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -31,6 +34,7 @@ struct Cli {
 enum Command {
     Replay(ReplayArgs),
     GenSecret(GenSecretArgs),
+    Stats(stats_cmd::StatsArgs),
 }
 
 /// How SYNs towards protected services are handled.
@@ -138,6 +142,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Replay(a) => cmd_replay(a),
         Command::GenSecret(_) => cmd_gen_secret(),
+        Command::Stats(a) => stats_cmd::run(a),
     }
 }
 
