@@ -20,6 +20,7 @@ pub mod flow;
 pub mod preflight;
 pub mod replay;
 pub mod session;
+pub mod signals;
 pub mod telemetry;
 pub mod verdict;
 pub mod wire;
