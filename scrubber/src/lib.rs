@@ -17,6 +17,7 @@ pub mod cookie;
 pub mod counters;
 pub mod engine;
 pub mod flow;
+pub mod knobs;
 pub mod preflight;
 pub mod replay;
 pub mod session;
