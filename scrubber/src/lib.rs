@@ -11,6 +11,10 @@
 //! * [`engine`] — the TCP validation state machine (proxy and track modes).
 //! * [`counters`] — every counter the engine keeps, each documented.
 //! * [`replay`] — running a capture through the engine.
+//! * [`telemetry`] — per-worker statistics, snapshots and the stats socket.
+//! * [`preflight`] — checks before start (interfaces, MTU, queues, capabilities, memlock).
+//! * [`knobs`] — kernel NAPI knobs applied at start and restored at exit.
+//! * [`signals`] — stop and reload flags set by SIGINT/SIGTERM and SIGHUP.
 #![forbid(unsafe_code)]
 
 pub mod cookie;

@@ -45,7 +45,7 @@ pub struct StatsArgs {
 pub fn run(a: StatsArgs) -> Result<()> {
     let interval = match a.watch {
         None => None,
-        Some(s) if s.is_finite() && s >= 0.05 && s <= 86_400.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) if (0.05..=86_400.0).contains(&s) => Some(Duration::from_secs_f64(s)),
         Some(s) => bail!("--watch {s}: give a refresh interval in seconds between 0.05 and 86400 (e.g. --watch 1)"),
     };
     let tty = std::io::stdout().is_terminal();
