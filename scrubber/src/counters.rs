@@ -2,10 +2,10 @@
 //! them. Counters only ever increase (except the `sessions_live` gauge).
 
 use crate::verdict::{Direction, DropReason};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Counters of one engine instance.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Counters {
     /// Frames handed to the engine from ext.
     pub rx_inbound: u64,
@@ -19,12 +19,12 @@ pub struct Counters {
     /// completing the backend handshake).
     pub replies: u64,
     /// Dropped frames, by reason; index with [`DropReason::index`].
-    #[serde(serialize_with = "ser_reasons")]
+    #[serde(serialize_with = "ser_reasons", deserialize_with = "de_reasons")]
     pub dropped: [u64; DropReason::COUNT],
     /// Frames a drop was decided for but that were forwarded anyway because the global mode or
     /// the matching rule is `observe`, by reason; index with [`DropReason::index`]. Not counted
     /// in `dropped`.
-    #[serde(serialize_with = "ser_reasons")]
+    #[serde(serialize_with = "ser_reasons", deserialize_with = "de_reasons")]
     pub would_drop: [u64; DropReason::COUNT],
     /// Session-less ACKs towards a service that were taken up as established sessions during
     /// the mid-stream pickup window after start (`pickup` / `learning-window`).
@@ -91,7 +91,7 @@ pub struct Counters {
     pub outbound_no_session: u64,
     /// Inbound TCP frames towards protected services by flag byte (CWR ECE URG ACK PSH RST
     /// SYN FIN, the low 8 bits of the TCP flags); index with the flag byte.
-    #[serde(skip)]
+    #[serde(skip, default = "no_flags")]
     pub tcp_flags_inbound: [u64; 256],
     /// Per protected destination (in the order given by the configuration).
     pub per_target: Vec<TargetCounters>,
@@ -100,7 +100,7 @@ pub struct Counters {
 }
 
 /// Counters for one rule of the policy.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RuleCounters {
     /// `file:line` and the rule as summarised by `scrubber check`.
     pub rule: String,
@@ -122,7 +122,7 @@ impl RuleCounters {
 }
 
 /// Counters for one protected destination (a service; with `--protect`, one `IP[:PORT]`).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TargetCounters {
     /// The entry as configured, e.g. `198.18.0.10:80`.
     pub target: String,
@@ -150,6 +150,21 @@ fn ser_reasons<S: serde::Serializer>(v: &[u64; DropReason::COUNT], s: S) -> Resu
         m.serialize_entry(r.as_str(), &v[r.index()])?;
     }
     m.end()
+}
+
+/// Inverse of `ser_reasons`: names not known to this build are ignored, missing ones are zero.
+fn de_reasons<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u64; DropReason::COUNT], D::Error> {
+    let m = std::collections::BTreeMap::<String, u64>::deserialize(d)?;
+    let mut v = [0; DropReason::COUNT];
+    for r in DropReason::ALL {
+        v[r.index()] = m.get(r.as_str()).copied().unwrap_or(0);
+    }
+    Ok(v)
+}
+
+/// `tcp_flags_inbound` is not serialised; it deserialises as zeros.
+fn no_flags() -> [u64; 256] {
+    [0; 256]
 }
 
 impl Counters {

@@ -2,10 +2,13 @@
 //!
 //! * `scrubber replay` — run a capture through the engine (pcap in, pcaps out, summary).
 //! * `scrubber gen-secret` — print a fresh SYN-cookie secret.
+//! * `scrubber stats` — show the statistics of a running scrubber.
 //!
 //! Exit status: 0 on success, 1 on any error (including a bad command line); errors are printed
 //! as `error: …` followed by their causes.
 #![forbid(unsafe_code)]
+
+mod stats_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -33,6 +36,7 @@ enum Command {
     Replay(ReplayArgs),
     Check(CheckArgs),
     GenSecret(GenSecretArgs),
+    Stats(stats_cmd::StatsArgs),
 }
 
 /// Check a rule file and show what it compiles to.
@@ -169,6 +173,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) => cmd_replay(a),
         Command::Check(a) => cmd_check(a),
         Command::GenSecret(_) => cmd_gen_secret(),
+        Command::Stats(a) => stats_cmd::run(a),
     }
 }
 
