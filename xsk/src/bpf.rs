@@ -400,8 +400,13 @@ impl XdpProgram {
     pub fn unregister(&self, queue: u32) -> Result<(), XskError> {
         self.check_queue(queue)?;
         let key: u32 = queue;
-        let mut attr =
-            MapElemAttr { map_fd: self.map.as_raw_fd() as u32, _pad: 0, key: &key as *const u32 as u64, value: 0, flags: 0 };
+        let mut attr = MapElemAttr {
+            map_fd: self.map.as_raw_fd() as u32,
+            _pad: 0,
+            key: &key as *const u32 as u64,
+            value: 0,
+            flags: 0,
+        };
         // SAFETY: MapElemAttr is the BPF_MAP_DELETE_ELEM layout; `key` lives across the call.
         match unsafe { sys_bpf(BPF_MAP_DELETE_ELEM, &mut attr) } {
             Ok(_) => Ok(()),

@@ -79,7 +79,8 @@ fn ioctl_socket() -> io::Result<OwnedFd> {
 fn channels(ifname: &str) -> io::Result<u32> {
     let sock = ioctl_socket()?;
     let mut ch = EthtoolChannels { cmd: ETHTOOL_GCHANNELS, ..Default::default() };
-    let mut req = IfReqData { name: [0; libc::IFNAMSIZ], data: (&mut ch as *mut EthtoolChannels).cast(), _pad: [0; 16] };
+    let mut req =
+        IfReqData { name: [0; libc::IFNAMSIZ], data: (&mut ch as *mut EthtoolChannels).cast(), _pad: [0; 16] };
     let n = ifname.len().min(IFNAME_MAX);
     req.name[..n].copy_from_slice(&ifname.as_bytes()[..n]);
     // SAFETY: SIOCETHTOOL reads `req` (a correctly laid out ifreq with a NUL-terminated name) and

@@ -170,7 +170,7 @@ pub enum XskError {
     /// Another AF_XDP socket is already bound to the queue.
     #[error(
         "`{ifname}` queue {queue} is already bound to another AF_XDP socket ({source}): is another scrubber or \
-         AF_XDP program running on it? Find it with `ss --xdp -p` and stop it first"
+         AF_XDP program running on it? Find it with `ss --xdp -p` (needs the xsk_diag module) and stop it first"
     )]
     QueueBusy {
         /// The interface.

@@ -289,9 +289,7 @@ impl Port {
         while pending > 0 && kicks < MAX_KICKS && (!self.need_wakeup || self.tx.needs_wakeup()) {
             // SAFETY: sendto with a null, zero-length buffer and no address only asks the kernel
             // to process the tx ring of our own open socket.
-            let rc = unsafe {
-                libc::sendto(self.fd, std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
-            };
+            let rc = unsafe { libc::sendto(self.fd, std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
             kicks += 1;
             self.c.tx_kicks += 1;
             if rc < 0 {

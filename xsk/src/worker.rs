@@ -146,9 +146,12 @@ impl WorkerConfig {
         if self.frame_size != 2048 && self.frame_size != 4096 {
             return bad(format!("frame size {} (use 2048 or 4096)", self.frame_size));
         }
-        for (name, v) in
-            [("rx ring", self.rx_size), ("tx ring", self.tx_size), ("fill ring", self.fill_size), ("completion ring", self.comp_size)]
-        {
+        for (name, v) in [
+            ("rx ring", self.rx_size),
+            ("tx ring", self.tx_size),
+            ("fill ring", self.fill_size),
+            ("completion ring", self.comp_size),
+        ] {
             if !v.is_power_of_two() || !(64..=65536).contains(&v) {
                 return bad(format!("{name} size {v} (use a power of two from 64 to 65536)"));
             }
@@ -321,10 +324,15 @@ impl Worker {
                     need: "AF_XDP needs root, or CAP_NET_RAW",
                     source: e,
                 },
-                Some(libc::EAFNOSUPPORT) => XskError::Config(format!(
-                    "this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS): {e}"
-                )),
-                _ => XskError::Socket { what: "registering the UMEM", ifname: cfg.ext.clone(), queue: cfg.queue, source: e },
+                Some(libc::EAFNOSUPPORT) => {
+                    XskError::Config(format!("this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS): {e}"))
+                }
+                _ => XskError::Socket {
+                    what: "registering the UMEM",
+                    ifname: cfg.ext.clone(),
+                    queue: cfg.queue,
+                    source: e,
+                },
             }
         })?;
         let pool = FramePool::new(area, cfg.frame_size, cfg.frame_count);
@@ -544,7 +552,11 @@ impl Worker {
         let a = self.frame_account();
         self.pool.self_check().map_err(XskError::Accounting)?;
         if a.placed() != a.total {
-            return Err(XskError::Accounting(format!("frames placed {} != frames in UMEM {}: {a:?}", a.placed(), a.total)));
+            return Err(XskError::Accounting(format!(
+                "frames placed {} != frames in UMEM {}: {a:?}",
+                a.placed(),
+                a.total
+            )));
         }
         for s in Side::BOTH {
             let p = &self.ports[s.idx()];
