@@ -19,6 +19,7 @@
 
 pub mod cookie;
 pub mod counters;
+pub mod dataplane;
 pub mod engine;
 pub mod flow;
 pub mod knobs;

@@ -8,6 +8,7 @@
 //! as `error: …` followed by their causes.
 #![forbid(unsafe_code)]
 
+mod run_cmd;
 mod stats_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -36,6 +37,7 @@ enum Command {
     Replay(ReplayArgs),
     Check(CheckArgs),
     GenSecret(GenSecretArgs),
+    Run(run_cmd::RunArgs),
     Stats(stats_cmd::StatsArgs),
 }
 
@@ -173,6 +175,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) => cmd_replay(a),
         Command::Check(a) => cmd_check(a),
         Command::GenSecret(_) => cmd_gen_secret(),
+        Command::Run(a) => run_cmd::run(a),
         Command::Stats(a) => stats_cmd::run(a),
     }
 }
