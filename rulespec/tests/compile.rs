@@ -160,7 +160,7 @@ fn mask6(a: u128, l: u8) -> u128 {
 fn brute4(entries: &[(u32, u8, u32)], a: u32) -> u32 {
     let mut best: Option<(u8, u32)> = None;
     for &(p, l, v) in entries {
-        if mask4(a, l) == mask4(p, l) && best.is_none_or(|(bl, _)| l >= bl) {
+        if mask4(a, l) == mask4(p, l) && best.map_or(true, |(bl, _)| l >= bl) {
             best = Some((l, v));
         }
     }
@@ -170,7 +170,7 @@ fn brute4(entries: &[(u32, u8, u32)], a: u32) -> u32 {
 fn brute6(entries: &[(u128, u8, u32)], a: u128) -> u32 {
     let mut best: Option<(u8, u32)> = None;
     for &(p, l, v) in entries {
-        if mask6(a, l) == mask6(p, l) && best.is_none_or(|(bl, _)| l >= bl) {
+        if mask6(a, l) == mask6(p, l) && best.map_or(true, |(bl, _)| l >= bl) {
             best = Some((l, v));
         }
     }
