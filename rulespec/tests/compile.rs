@@ -331,6 +331,23 @@ fn lpm_edges_default_route_and_host_routes() {
 }
 
 #[test]
+fn lpm6_every_length_under_one_slash16() {
+    // Nested prefixes of one address at many lengths (some left out), plus siblings: the binary
+    // search over lengths must find the longest for an address diverging at every bit.
+    let base: u128 = 0x2001_0002_dead_beef_0123_4567_89ab_cdef;
+    let mut e: Vec<(u128, u8, u32)> = (0u8..=128).filter(|l| l % 5 != 3).map(|l| (base, l, u32::from(l) + 1)).collect();
+    e.push((base ^ (1 << 40), 100, 999));
+    e.push((base ^ (1 << 90), 70, 998));
+    let t = Lpm6::build(&e).unwrap();
+    assert!(t.max_probes() <= 7, "{} probes", t.max_probes());
+    for bit in 0..128 {
+        for a in [base ^ (1u128 << bit), base ^ (1u128 << bit) ^ 1, base] {
+            assert_eq!(t.lookup(a), brute6(&e, a), "bit {bit}");
+        }
+    }
+}
+
+#[test]
 fn big_mixed_list_matches_brute_force_on_samples() {
     // 20k prefixes, country-like lengths, deterministic.
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
