@@ -935,7 +935,7 @@ pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
             lpm4_entries: (1 << 16) + v4.nodes() * 256,
             lpm6_lengths: v6.lengths(),
             lpm6_slots: v6.slots(),
-            lpm6_max_probes: v6.max_lengths_per_slash16(),
+            lpm6_max_probes: v6.max_probes(),
             classes: n_classes,
             port_sets: ports.sets.len(),
             rules: rules.len(),

@@ -5,7 +5,7 @@
 //! described in the crate's README. [`parse_target`] parses the `--protect IP[:PORT]` shorthand
 //! used on the command line, and [`protect_policy`] turns such targets into a policy.
 //!
-//! [`compile`] turns a checked policy into [`Compiled`] lookup tables (address classes over
+//! [`compile()`] turns a checked policy into [`Compiled`] lookup tables (address classes over
 //! longest-prefix-match tables, port bitsets, per-rule matchers) that the packet engine consults
 //! for every frame; see the [`compile`](mod@compile) and [`lpm`] modules.
 //!

@@ -13,14 +13,20 @@
 //!   shorter ones. Memory: 256 KiB + 1 KiB per /16 holding a prefix longer than /16 + 1 KiB per
 //!   /24 holding a prefix longer than /24 (at most 64 MiB of level-2 nodes for prefixes up to
 //!   /24; each /25–/32 in a new /24 costs another 1 KiB).
-//! * **IPv6: a direct /16 table plus one open-addressing hash table per prefix length.**
-//!   Prefixes up to /16 are expanded into a root array of 65 536 values. Longer prefixes go into
-//!   one hash table per length (key: the masked address, xxh3 hash, linear probing, load factor
-//!   at most 3/4, 24-byte slots). Per /16 a 128-bit mask records which lengths have a prefix
-//!   under that /16; a lookup probes only those lengths, longest first, and stops at the first
-//!   hit, so its cost is bounded by the number of distinct lengths under the address's /16 (at
-//!   most 112, typically 1–4), never by the number of prefixes. Memory: 1.25 MiB for the root
-//!   arrays + 24–64 bytes per prefix longer than /16 (1 M /48s: 48 MiB).
+//! * **IPv6: a direct /16 table plus one open-addressing hash table per prefix length,
+//!   searched by binary search on lengths.** Prefixes up to /16 are expanded into a root array
+//!   of 65 536 values. Longer prefixes go into one hash table per length (key: the masked
+//!   address, xxh3 hash, linear probing, load factor at most 3/4, 24-byte slots). Per /16 a
+//!   128-bit mask records which lengths have a prefix under that /16. A lookup binary-searches
+//!   those lengths (Waldvogel et al., "Scalable high speed IP routing lookups", 1997): probe the
+//!   median length; on a hit go longer, on a miss go shorter. *Markers* make this exact: for
+//!   each prefix, every shorter length on its search path holds an entry for the prefix's first
+//!   bits, carrying the value of the longest real prefix covering it. A lookup costs at most
+//!   ⌊log₂ k⌋ + 1 hash probes, `k` being the number of distinct lengths under the address's
+//!   /16 (at most 112, so at most 7 probes), never more with more prefixes. Memory: 1.25 MiB
+//!   of root arrays + 24–64 bytes per slot, one slot per prefix longer than /16 or marker (at
+//!   most ⌊log₂ k⌋ markers per prefix, shared between prefixes with the same first bits). 1 M
+//!   /48s of one length need no markers: 48 MiB.
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -265,19 +271,17 @@ impl Table6 {
         Self { slots: vec![Slot::default(); cap], mask: cap - 1 }
     }
 
-    /// Insert or overwrite. Returns the number of slots probed.
-    fn insert(&mut self, key: u128, v: u32) -> usize {
+    /// Insert or overwrite.
+    fn insert(&mut self, key: u128, v: u32) {
         let (hi, lo) = ((key >> 64) as u64, key as u64);
         let mut i = hash6(key) as usize & self.mask;
-        let mut probes = 1;
         loop {
             let s = &mut self.slots[i];
             if s.val & CHILD == 0 || (s.hi == hi && s.lo == lo) {
                 *s = Slot { hi, lo, val: v | CHILD };
-                return probes;
+                return;
             }
             i = (i + 1) & self.mask;
-            probes += 1;
         }
     }
 
@@ -304,24 +308,74 @@ impl Table6 {
     }
 }
 
+/// Bits above `bit` (exclusive).
+#[inline]
+fn above(bit: u32) -> u128 {
+    if bit >= 127 {
+        0
+    } else {
+        !((2u128 << bit) - 1)
+    }
+}
+
+/// Bits below `bit` (exclusive).
+#[inline]
+fn below(bit: u32) -> u128 {
+    (1u128 << bit) - 1
+}
+
+/// The `k`-th set bit of `x` (0-based, from the least significant).
+#[inline]
+fn select64(mut x: u64, k: u32) -> u32 {
+    for _ in 0..k {
+        x &= x.wrapping_sub(1);
+    }
+    x.trailing_zeros()
+}
+
+/// The median set bit of a non-empty length mask: the length a binary search probes first.
+#[inline]
+fn pick(m: u128) -> u32 {
+    let k = m.count_ones() / 2;
+    let lo = m as u64;
+    let c = lo.count_ones();
+    if k < c {
+        select64(lo, k)
+    } else {
+        64 + select64((m >> 64) as u64, k - c)
+    }
+}
+
+/// Probes of a binary search over `k` lengths: ⌊log₂ k⌋ + 1.
+fn probes_for(k: u32) -> usize {
+    if k == 0 {
+        0
+    } else {
+        (32 - k.leading_zeros()) as usize
+    }
+}
+
 /// IPv6 longest-prefix match: a /16 root table plus one hash table per prefix length longer
-/// than /16. See the module docs.
+/// than /16, searched by binary search on the lengths present under the address's /16. See the
+/// module docs.
 #[derive(Clone)]
 pub struct Lpm6 {
     /// Values of prefixes up to /16, expanded.
     root: Box<[u32]>,
     /// Per /16: bit `len - 1` set when a prefix of length `len` (17–128) lies under it.
     lens: Box<[u128]>,
-    /// Index = prefix length (0–128); only lengths 17–128 are used.
+    /// Index = prefix length (0–128); only lengths 17–128 are used. Entries are prefixes (their
+    /// value) and markers (the value of the longest prefix covering the marker).
     tables: Vec<Table6>,
     prefixes: usize,
-    max_probe: usize,
+    markers: usize,
 }
 
 impl std::fmt::Debug for Lpm6 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lpm6")
             .field("prefixes", &self.prefixes)
+            .field("markers", &self.markers)
             .field("lengths", &self.lengths())
             .field("slots", &self.slots())
             .finish()
@@ -335,7 +389,7 @@ impl Default for Lpm6 {
             lens: vec![0; ROOT].into_boxed_slice(),
             tables: vec![Table6::default(); 129],
             prefixes: 0,
-            max_probe: 0,
+            markers: 0,
         }
     }
 }
@@ -343,31 +397,16 @@ impl Default for Lpm6 {
 impl Lpm6 {
     /// Build from `(address, length, value)` triples; host bits of the address are ignored.
     pub fn build(entries: &[(u128, u8, u32)]) -> Result<Self, LpmError> {
-        let mut per_len = [0usize; 129];
         for &(_, len, v) in entries {
             if len > 128 {
                 return Err(LpmError::BadLength { len, max: 128 });
             }
             check_value(v)?;
-            per_len[len as usize] += 1;
         }
-        let mut t = Self::default();
-        for (len, &n) in per_len.iter().enumerate().skip(17) {
-            if n > 0 {
-                t.tables[len] = Table6::with_entries(n);
-            }
-        }
-        let mut short: Vec<usize> = Vec::new();
-        for (i, &(a, len, v)) in entries.iter().enumerate() {
-            if len <= 16 {
-                short.push(i);
-                continue;
-            }
-            let key = mask6(a, u32::from(len));
-            let probes = t.tables[len as usize].insert(key, v);
-            t.max_probe = t.max_probe.max(probes);
-            t.lens[(key >> 112) as usize] |= 1u128 << (len - 1);
-        }
+        let mut t = Self { prefixes: entries.len(), ..Self::default() };
+
+        // Prefixes up to /16: expanded into the root, shortest first (stable: later wins).
+        let mut short: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].1 <= 16).collect();
         short.sort_by_key(|&i| entries[i].1);
         for i in short {
             let (a, len, v) = entries[i];
@@ -376,26 +415,111 @@ impl Lpm6 {
                 *e = v;
             }
         }
-        t.prefixes = entries.len();
+
+        // Longer prefixes, masked, deduplicated (the later of two equal prefixes wins).
+        let mut long: Vec<(u8, u128, u32, usize)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.1 > 16)
+            .map(|(i, &(a, len, v))| (len, mask6(a, u32::from(len)), v, i))
+            .collect();
+        long.sort_unstable_by_key(|x| (x.0, x.1, std::cmp::Reverse(x.3)));
+        long.dedup_by(|later, first| later.0 == first.0 && later.1 == first.1);
+        for &(len, key, _, _) in &long {
+            t.lens[(key >> 112) as usize] |= 1u128 << (len - 1);
+        }
+
+        // Markers: on the binary-search path of each prefix, every shorter length probed gets
+        // an entry for the prefix's first bits, so that the search turns towards longer lengths
+        // there. A marker holds the value of the longest real prefix covering it.
+        let mut markers: Vec<(u8, u128)> = Vec::new();
+        for &(len, key, _, _) in &long {
+            let mut m = t.lens[(key >> 112) as usize];
+            while m != 0 {
+                let bit = pick(m);
+                let l = bit + 1;
+                match l.cmp(&u32::from(len)) {
+                    std::cmp::Ordering::Equal => break,
+                    std::cmp::Ordering::Less => {
+                        markers.push((l as u8, mask6(key, l)));
+                        m &= above(bit);
+                    }
+                    std::cmp::Ordering::Greater => m &= below(bit),
+                }
+            }
+        }
+        markers.sort_unstable();
+        markers.dedup();
+
+        // Real prefixes first, in tables sized for prefixes and markers.
+        let mut per_len = [0usize; 129];
+        for &(len, ..) in &long {
+            per_len[len as usize] += 1;
+        }
+        for &(len, _) in &markers {
+            per_len[len as usize] += 1;
+        }
+        for (len, &n) in per_len.iter().enumerate().skip(17) {
+            if n > 0 {
+                t.tables[len] = Table6::with_entries(n);
+            }
+        }
+        for &(len, key, v, _) in &long {
+            t.tables[len as usize].insert(key, v);
+        }
+        // Marker values, from the real prefixes only (computed before any marker is stored).
+        let values: Vec<Option<u32>> = markers
+            .iter()
+            .map(|&(len, key)| {
+                if t.tables[len as usize].get(key).is_some() {
+                    None // a real prefix already stands there
+                } else {
+                    Some(t.covering(key, u32::from(len)))
+                }
+            })
+            .collect();
+        for (&(len, key), v) in markers.iter().zip(values) {
+            if let Some(v) = v {
+                t.tables[len as usize].insert(key, v);
+                t.markers += 1;
+            }
+        }
         Ok(t)
+    }
+
+    /// Build-time: the value of the longest real prefix of length at most `len` covering
+    /// `addr`, by probing every length longest first. Only valid before markers are stored.
+    fn covering(&self, addr: u128, len: u32) -> u32 {
+        let hi = (addr >> 112) as usize;
+        let mut m = self.lens[hi] & (below(len - 1) | (1u128 << (len - 1)));
+        while m != 0 {
+            let bit = 127 - m.leading_zeros();
+            if let Some(v) = self.tables[bit as usize + 1].get(mask6(addr, bit + 1)) {
+                return v;
+            }
+            m &= !(1u128 << bit);
+        }
+        self.root[hi]
     }
 
     /// The value of the longest prefix covering `addr`, or 0.
     #[inline]
     pub fn lookup(&self, addr: u128) -> u32 {
         let hi = (addr >> 112) as usize;
+        let mut best = self.root.get(hi).copied().unwrap_or(0);
         let mut m = self.lens.get(hi).copied().unwrap_or(0);
         while m != 0 {
-            let bit = 127 - m.leading_zeros();
+            let bit = pick(m);
             let len = bit + 1;
-            if let Some(t) = self.tables.get(len as usize) {
-                if let Some(v) = t.get(mask6(addr, len)) {
-                    return v;
+            match self.tables.get(len as usize).and_then(|t| t.get(mask6(addr, len))) {
+                Some(v) => {
+                    best = v;
+                    m &= above(bit);
                 }
+                None => m &= below(bit),
             }
-            m &= !(1u128 << bit);
         }
-        self.root.get(hi).copied().unwrap_or(0)
+        best
     }
 
     /// The value of the longest prefix covering the address in network byte order.
@@ -409,19 +533,20 @@ impl Lpm6 {
         self.prefixes
     }
 
-    /// Number of distinct prefix lengths longer than /16 (the bound on hash probes per lookup).
+    /// Number of marker entries added for the binary search.
+    pub fn markers(&self) -> usize {
+        self.markers
+    }
+
+    /// Number of distinct prefix lengths longer than /16 (one hash table each).
     pub fn lengths(&self) -> usize {
         self.tables.iter().filter(|t| !t.slots.is_empty()).count()
     }
 
-    /// Largest number of lengths any one /16 needs probed.
-    pub fn max_lengths_per_slash16(&self) -> usize {
-        self.lens.iter().map(|m| m.count_ones() as usize).max().unwrap_or(0)
-    }
-
-    /// Longest linear-probe run seen while inserting.
-    pub fn max_probe(&self) -> usize {
-        self.max_probe
+    /// Most hash-table probes any lookup needs: ⌊log₂ k⌋ + 1 for the largest number `k` of
+    /// distinct lengths under one /16.
+    pub fn max_probes(&self) -> usize {
+        probes_for(self.lens.iter().map(|m| m.count_ones()).max().unwrap_or(0))
     }
 
     /// Total hash slots over all lengths.

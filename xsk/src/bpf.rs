@@ -251,7 +251,11 @@ fn create_xskmap(entries: u32) -> Result<OwnedFd, XskError> {
 }
 
 fn load_program(map: &OwnedFd, fallback: Fallback) -> Result<OwnedFd, XskError> {
-    let insns = redirect_program(map.as_raw_fd(), fallback);
+    load_insns(&redirect_program(map.as_raw_fd(), fallback))
+}
+
+/// PROG_LOAD an XDP program; on failure, load again with the verifier log on and return it.
+fn load_insns(insns: &[Insn]) -> Result<OwnedFd, XskError> {
     let license = b"Dual MIT/GPL\0";
     let mut log = vec![0u8; LOG_SIZE];
     let mut last = None;
@@ -276,7 +280,8 @@ fn load_program(map: &OwnedFd, fallback: Fallback) -> Result<OwnedFd, XskError> 
         // length of `log`.
         match unsafe { sys_bpf(BPF_PROG_LOAD, &mut attr) } {
             Ok(fd) => return Ok(owned(fd)),
-            Err(e) if is_perm(&e) && log_level == 0 => {
+            // EPERM: no privileges. (EACCES from PROG_LOAD is the verifier refusing.)
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && log_level == 0 => {
                 return Err(XskError::Permission { what: "loading the XDP program".into(), need: BPF_NEED, source: e })
             }
             Err(e) => last = Some(e),
@@ -490,6 +495,27 @@ mod tests {
         assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 72);
         assert_eq!(std::mem::size_of::<MapElemAttr>(), 32);
         assert_eq!(std::mem::size_of::<LinkCreateAttr>(), 16);
+    }
+
+    #[test]
+    fn verifier_log_is_captured() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED verifier_log_is_captured: needs root (CAP_BPF)");
+            return;
+        }
+        // `exit` without setting r0: the verifier must refuse it and say why.
+        let err = load_insns(&[Insn::new(0x95, 0, 0, 0, 0)]).unwrap_err();
+        match &err {
+            XskError::Verifier { log, .. } => assert!(log.contains("R0"), "{log}"),
+            other => panic!("expected a verifier error, got {other:?}"),
+        }
+        assert!(err.to_string().contains("verifier log"), "{err}");
+        eprintln!("{err}");
+        // The real program passes.
+        let map = create_xskmap(4).unwrap();
+        load_program(&map, Fallback::Pass).unwrap();
+        load_program(&map, Fallback::Drop).unwrap();
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! | place | who holds it | counted by |
 //! |---|---|---|
-//! | free list | us, idle | [`FramePool`] stack |
+//! | free list | us, idle | the free-frame stack |
 //! | fill ring → kernel → rx ring | the kernel (receive side of one socket) | fill submitted − rx read |
 //! | our hands | the worker loop, as a [`crate::Desc`] | ownership bitmap |
 //! | tx ring → kernel → completion ring | the kernel (transmit side of one socket) | tx queued − completions read |

@@ -292,6 +292,21 @@ impl Worker {
                 return Err(XskError::NoSuchQueue { ifname: ifname.clone(), queue: cfg.queue, count });
             }
         }
+        // The kernel releases a closed socket's hold on its queue a little later (deferred
+        // work), so a restart right after the previous owner exited can find the queue busy
+        // for a moment: retry for up to a second before reporting it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            match Self::build_any_mode(cfg) {
+                Err(XskError::QueueBusy { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn build_any_mode(cfg: &WorkerConfig) -> Result<Worker, XskError> {
         match Self::build(cfg, cfg.zero_copy) {
             Err(XskError::Socket { .. } | XskError::ZeroCopyRefused { .. }) if cfg.zero_copy == ZeroCopy::Auto => {
                 // Typically: ext bound zero-copy, int's driver cannot; sockets sharing a UMEM

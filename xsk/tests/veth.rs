@@ -56,9 +56,9 @@ impl Lab {
         for ns in [lab.ns('e'), lab.ns('m'), lab.ns('i')] {
             run("ip", &["netns", "add", &ns]);
             lab.created.push(ns.clone());
-            for k in ["all", "default"] {
-                run("ip", &["netns", "exec", &ns, "sysctl", "-qw", &format!("net.ipv6.conf.{k}.disable_ipv6=1")]);
-            }
+            let off = "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; \
+                       echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6";
+            run("ip", &["netns", "exec", &ns, "sh", "-c", off]);
         }
         for (mid, far, farns) in
             [(lab.ifname("em"), lab.ifname("ef"), lab.ns('e')), (lab.ifname("im"), lab.ifname("if"), lab.ns('i'))]
