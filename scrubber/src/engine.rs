@@ -573,8 +573,12 @@ impl Engine {
                 let syn = tcp_flags & (tf::SYN | tf::ACK) == tf::SYN;
                 let bytes = u64::from(ip_len);
                 let refused = match &mut rt.source {
-                    Some(t) => t.admit(&d.src, now, bytes, syn).err(),
-                    None => None,
+                    // A rule with only `new-conns` per source charges SYNs alone: other
+                    // packets need not touch (or fill) the source table.
+                    Some(t) if syn || t.limits().pps.is_some() || t.limits().bytes.is_some() => {
+                        t.admit(&d.src, now, bytes, syn).err()
+                    }
+                    _ => None,
                 };
                 let refused = refused.or_else(|| match &mut rt.aggregate {
                     Some(a) => (!a.admit(now, bytes)).then_some(Refusal::Rate),
