@@ -17,6 +17,7 @@ pub mod cookie;
 pub mod counters;
 pub mod engine;
 pub mod flow;
+pub mod lab;
 pub mod replay;
 pub mod session;
 pub mod verdict;
