@@ -15,6 +15,8 @@ use scrubber::{Engine, EngineConfig, Protected, SynMode};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod lab_cmd;
+
 /// Inline DDoS packet scrubber.
 ///
 /// The judging engine validates TCP towards protected services (SYN cookies or handshake
@@ -31,6 +33,9 @@ struct Cli {
 enum Command {
     Replay(ReplayArgs),
     GenSecret(GenSecretArgs),
+    Lab(lab_cmd::LabArgs),
+    #[command(hide = true)]
+    Peer(lab_cmd::PeerArgs),
 }
 
 /// How SYNs towards protected services are handled.
@@ -138,6 +143,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Replay(a) => cmd_replay(a),
         Command::GenSecret(_) => cmd_gen_secret(),
+        Command::Lab(a) => lab_cmd::cmd_lab(a),
+        Command::Peer(a) => lab_cmd::cmd_peer(a),
     }
 }
 

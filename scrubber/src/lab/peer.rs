@@ -118,7 +118,10 @@ fn recv_hash(r: &mut impl Read, n: u64) -> io::Result<u128> {
         let want = (n - got).min(buf.len() as u64) as usize;
         let k = r.read(&mut buf[..want])?;
         if k == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("connection closed after {got} of {n} bytes")));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("connection closed after {got} of {n} bytes"),
+            ));
         }
         h.update(&buf[..k]);
         got += k as u64;
@@ -257,7 +260,8 @@ fn http_request(r: &mut impl BufRead, w: &mut impl Write, path: &str, version: &
         let mut msg = hdr.into_bytes();
         msg.extend_from_slice(PAGE);
         w.write_all(&msg)?;
-    } else if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<u64>().ok()).filter(|&n| n <= MAX_BYTES) {
+    } else if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<u64>().ok()).filter(|&n| n <= MAX_BYTES)
+    {
         let hdr = format!(
             "{proto} 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\nConnection: {conn}\r\n\r\n"
         );
@@ -335,7 +339,8 @@ pub fn connect(o: &ConnectOptions) -> Result<ConnectReport, PeerError> {
     let done = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let progress = o.progress.then(|| {
-        let (ok, failed, stalled, done) = (Arc::clone(&ok), Arc::clone(&failed), Arc::clone(&stalled), Arc::clone(&done));
+        let (ok, failed, stalled, done) =
+            (Arc::clone(&ok), Arc::clone(&failed), Arc::clone(&stalled), Arc::clone(&done));
         std::thread::spawn(move || {
             let mut tick = Instant::now();
             while !done.load(Ordering::Relaxed) {

@@ -1,7 +1,7 @@
 //! The lab topology: five network namespaces, one L2 segment through a middle box.
 //!
 //! ```text
-//!  {tag}c client   lan ─┐
+//!  {tag}c client   lan ─┐  (switch ports swc, swa, swm)
 //!                       ├─ {tag}w switch (bridge br0) ── m ──ext─ {tag}m middle ─int── lan {tag}s server
 //!  {tag}a attacker lan ─┘
 //! ```
@@ -177,14 +177,13 @@ impl Topology {
             self.ns(Role::Server),
         );
         // Links, created inside their namespaces: (ns1, if1, ns2, if2).
-        let links =
-            [(&c, "lan", &w, "c"), (&a, "lan", &w, "a"), (&m, "ext", &w, "m"), (&m, "int", &s, "lan")];
+        let links = [(&c, "lan", &w, "swc"), (&a, "lan", &w, "swa"), (&m, "ext", &w, "swm"), (&m, "int", &s, "lan")];
         for (n1, i1, n2, i2) in links {
             run("ip", &["link", "add", i1, "netns", n1, "type", "veth", "peer", "name", i2, "netns", n2])?;
         }
         // The switch.
         run_ns(&w, "ip", &["link", "add", "br0", "type", "bridge", "stp_state", "0", "mcast_snooping", "0"])?;
-        for port in ["c", "a", "m"] {
+        for port in ["swc", "swa", "swm"] {
             run_ns(&w, "ip", &["link", "set", port, "master", "br0", "up"])?;
         }
         run_ns(&w, "ip", &["link", "set", "br0", "up"])?;
@@ -208,7 +207,11 @@ impl Topology {
             let ifname = self.lan_if();
             if let Some(v) = self.opts.vlan {
                 run_ns(ns, "ip", &["link", "set", "lan", "up"])?;
-                run_ns(ns, "ip", &["link", "add", "link", "lan", "name", &ifname, "type", "vlan", "id", &v.to_string()])?;
+                run_ns(
+                    ns,
+                    "ip",
+                    &["link", "add", "link", "lan", "name", &ifname, "type", "vlan", "id", &v.to_string()],
+                )?;
                 // The VLAN device inherits offloads from lan, but make it explicit.
                 let _ = run_ns(ns, "ethtool", &["-K", &ifname, "tx", "off", "gro", "off"]);
             }
