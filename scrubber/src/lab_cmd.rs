@@ -195,7 +195,7 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
     if !(1..=5_000).contains(&a.conn_rate) {
         bail!("--conn-rate {}: give 1 to 5,000 connections per second", a.conn_rate);
     }
-    scrubber::lab::preflight(&["ip", "ethtool", "nft", "trafgen", "kill", "timeout", "sysctl"])?;
+    scrubber::lab::preflight(&["ip", "tc", "ethtool", "nft", "trafgen", "kill", "timeout", "sysctl"])?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install signal handlers")?;

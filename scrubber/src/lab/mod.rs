@@ -22,6 +22,7 @@ pub mod exec;
 pub mod flood;
 pub mod nft;
 pub mod peer;
+pub mod tcbpf;
 pub mod topo;
 
 use std::io;
@@ -113,6 +114,8 @@ pub fn is_root() -> bool {
 /// The external tools the lab uses and the Debian package providing each.
 pub const TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
+    ("tc", "iproute2"),
+    ("tcpdump", "tcpdump"),
     ("ethtool", "ethtool"),
     ("nft", "nftables"),
     ("hping3", "hping3"),

@@ -12,8 +12,11 @@
 //! * [`Middle::Bridge`]: a kernel bridge joins `ext` and `int` (a stand-in, and the kernel
 //!   baseline). [`Middle::Open`]: `ext` and `int` are up and joined by nothing: the scrubber
 //!   attaches there.
-//! * With `vlan: Some(id)` the client, attacker and server put their addresses on 802.1Q
-//!   subinterfaces `lan.ID`, so every frame through the middle is tagged.
+//! * With `vlan: Some(id)` every frame the client, attacker and server send is 802.1Q-tagged and
+//!   every frame they receive untagged, so every frame through the middle is tagged. This is done
+//!   by two tc eBPF classifiers on `lan` ([`super::tcbpf`]), not by `lan.ID` VLAN devices: the
+//!   kernel this project's CI runs on has no `CONFIG_VLAN_8021Q`. TX VLAN offload is off on
+//!   every veth, so the tag is inside the frame on the wire, where XDP sees it.
 //! * Checksum offload is off on the kernel-stack veths (`ethtool -K lan tx off`), and GRO off on
 //!   the server (its nftables counters count frames, not merged super-packets). No static
 //!   neighbours: ARP and ND cross the middle like any frame. MTU stays 1500.
@@ -25,7 +28,7 @@
 //! deletes them (also when a test panics).
 
 use super::exec::{run, run_ns, signal_pid};
-use super::LabError;
+use super::{tcbpf, LabError};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -198,31 +201,60 @@ impl Topology {
             }
             run_ns(&m, "ip", &["link", "set", "br0", "up"])?;
         }
+        // Tags travel inside the frames (the middle box's XDP program must see them): no tx VLAN
+        // offload on any veth.
+        for (ns, dev) in [(&w, "swc"), (&w, "swa"), (&w, "swm"), (&m, "ext"), (&m, "int")] {
+            run_ns(ns, "ethtool", &["-K", dev, "txvlan", "off"])?;
+        }
         // The hosts.
         let hosts = [(&c, CLIENT4, CLIENT6), (&a, ATTACKER4, ATTACKER6), (&s, SERVER4, SERVER6)];
         for (ns, v4, v6) in hosts {
             // Kernel-stack veths send partial checksums unless tx offload is off; GRO off so that
             // what the server counts is frames as they crossed the wire.
-            run_ns(ns, "ethtool", &["-K", "lan", "tx", "off", "rx", "off", "gro", "off", "tso", "off"])?;
-            let ifname = self.lan_if();
+            run_ns(ns, "ethtool", &["-K", "lan", "tx", "off", "txvlan", "off", "gro", "off", "tso", "off"])?;
             if let Some(v) = self.opts.vlan {
-                run_ns(ns, "ip", &["link", "set", "lan", "up"])?;
-                run_ns(
-                    ns,
-                    "ip",
-                    &["link", "add", "link", "lan", "name", &ifname, "type", "vlan", "id", &v.to_string()],
-                )?;
-                // The VLAN device inherits offloads from lan, but make it explicit.
-                let _ = run_ns(ns, "ethtool", &["-K", &ifname, "tx", "off", "gro", "off"]);
+                self.tag_host(ns, v)?;
             }
-            run_ns(ns, "ip", &["addr", "add", &format!("{v4}/24"), "dev", &ifname])?;
-            run_ns(ns, "ip", &["-6", "addr", "add", &format!("{v6}/64"), "dev", &ifname, "nodad"])?;
-            run_ns(ns, "ip", &["link", "set", &ifname, "up"])?;
+            run_ns(ns, "ip", &["addr", "add", &format!("{v4}/24"), "dev", "lan"])?;
+            run_ns(ns, "ip", &["-6", "addr", "add", &format!("{v6}/64"), "dev", "lan", "nodad"])?;
+            run_ns(ns, "ip", &["link", "set", "lan", "up"])?;
         }
         let lan = self.lan_if();
         run_ns(&s, "ip", &["route", "add", SPOOF4_NET, "dev", &lan])?;
         run_ns(&s, "ip", &["-6", "route", "add", SPOOF6_NET, "dev", &lan])?;
         Ok(())
+    }
+
+    /// Tag every frame `lan` sends in `ns` with VLAN `vid` and untag what it receives (tc eBPF
+    /// classifiers, see [`super::tcbpf`]: this works without the kernel's 802.1Q module).
+    fn tag_host(&self, ns: &str, vid: u16) -> Result<(), LabError> {
+        let dir = std::env::temp_dir();
+        let push = dir.join(format!("scrubber-lab-{ns}-push.o"));
+        let pop = dir.join(format!("scrubber-lab-{ns}-pop.o"));
+        let write = |p: &std::path::Path, code: Vec<u8>| {
+            std::fs::write(p, tcbpf::elf_object(&code))
+                .map_err(|source| LabError::Io { what: format!("cannot write {}", p.display()), source })
+        };
+        write(&push, tcbpf::push_program(vid))?;
+        write(&pop, tcbpf::pop_program())?;
+        let (push_s, pop_s) = (push.to_string_lossy().into_owned(), pop.to_string_lossy().into_owned());
+        let res = (|| {
+            run_ns(ns, "tc", &["qdisc", "add", "dev", "lan", "clsact"])?;
+            run_ns(
+                ns,
+                "tc",
+                &["filter", "add", "dev", "lan", "egress", "bpf", "da", "obj", &push_s, "sec", tcbpf::SECTION],
+            )?;
+            run_ns(
+                ns,
+                "tc",
+                &["filter", "add", "dev", "lan", "ingress", "bpf", "da", "obj", &pop_s, "sec", tcbpf::SECTION],
+            )?;
+            Ok(())
+        })();
+        let _ = std::fs::remove_file(&push);
+        let _ = std::fs::remove_file(&pop);
+        res
     }
 
     /// The tag (namespace name prefix).
@@ -245,12 +277,10 @@ impl Topology {
         &self.created
     }
 
-    /// The addressed interface in client, attacker and server: `lan`, or `lan.ID` with a VLAN.
+    /// The addressed interface in client, attacker and server (`lan`, also with a VLAN: the tag
+    /// is pushed and popped by tc on `lan` itself).
     pub fn lan_if(&self) -> String {
-        match self.opts.vlan {
-            Some(v) => format!("lan.{v}"),
-            None => "lan".to_string(),
-        }
+        "lan".to_string()
     }
 
     /// The MAC address of `dev` in the namespace of `role`.
@@ -308,6 +338,20 @@ impl Topology {
             rx_dropped: read("rx_dropped")?,
             tx_dropped: read("tx_dropped")?,
         })
+    }
+
+    /// Remove the five namespaces a topology with this exact `tag` would use, if they exist
+    /// (left by a crashed run that had the same tag). Returns the names removed.
+    pub fn remove_leftovers(tag: &str) -> Vec<String> {
+        let mut removed = Vec::new();
+        for role in Role::ALL {
+            let ns = format!("{tag}{}", role.suffix());
+            if netns_exists(&ns) {
+                remove_netns(&ns);
+                removed.push(ns);
+            }
+        }
+        removed
     }
 
     /// Remove every namespace whose name starts with `prefix` (left by a crashed run), after
