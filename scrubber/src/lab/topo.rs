@@ -29,9 +29,9 @@
 
 use super::exec::{run, run_ns, signal_pid};
 use super::{tcbpf, LabError};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Client IPv4 address.
 pub const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -301,26 +301,6 @@ impl Topology {
         }
         run_ns(&self.ns(role), "sysctl", &["-qw", &format!("net.ipv4.ip_local_port_range={lo} {hi}")])?;
         Ok(())
-    }
-
-    /// Ping `to` from the namespace of `role` until one reply arrives or `limit` passes.
-    pub fn wait_ping(&self, role: Role, to: IpAddr, limit: Duration) -> Result<(), LabError> {
-        let end = Instant::now() + limit;
-        let ns = self.ns(role);
-        let to_s = to.to_string();
-        loop {
-            if run_ns(&ns, "ping", &["-c", "1", "-W", "1", "-q", &to_s]).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= end {
-                return Err(LabError::Invalid(format!(
-                    "no ping reply from {to} in namespace {ns} within {} s: the middle box does not \
-                     forward",
-                    limit.as_secs()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 
     /// `ip -s link` packet counters of `dev` in the namespace of `role`: (rx packets, tx packets,
