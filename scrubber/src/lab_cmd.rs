@@ -256,11 +256,10 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
         }
         if let Some(s) = scrubber.as_mut() {
             if let Some(st) = s.try_wait() {
-                let out = s.finish(Duration::from_secs(1)).ok();
-                let err = out.map(|o| o.stderr).unwrap_or_default();
+                let _ = s.finish(Duration::from_secs(1));
                 bail!(
-                    "the scrubber exited ({st}) before the lab was ready{}\n(try `scrubber lab --middle bridge` to see the lab without it)",
-                    if err.trim().is_empty() { String::new() } else { format!(":\n{}", err.trim()) }
+                    "the scrubber exited ({st}) before the lab was ready (its messages are above, marked \
+                     `scrubber|`); try `scrubber lab --middle bridge` to see the lab without it"
                 );
             }
         }

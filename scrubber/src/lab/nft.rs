@@ -135,6 +135,23 @@ impl Counts {
     }
 }
 
+impl std::fmt::Display for Counts {
+    /// The non-zero counters as `name=packets`, e.g. `spoof4_all=120 spoof4_ackpsh=120`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for ((s, c), v) in &self.0 {
+            if *v != 0 {
+                write!(f, "{}{}={v}", if first { "" } else { " " }, counter_name(*s, *c))?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("(all zero)")?;
+        }
+        Ok(())
+    }
+}
+
 /// The counters installed in a namespace (the table is deleted on drop, if the namespace still
 /// exists).
 #[derive(Debug)]
@@ -226,6 +243,8 @@ mod tests {
         assert_eq!(c.get(Source::Attacker, Class::Fin), 45);
         let d = c.since(&Counts::default());
         assert_eq!(d, c);
+        assert!(c.to_string().starts_with("spoof4_syn=1 spoof4_ack=2"), "{c}");
+        assert_eq!(c.since(&c).to_string(), "(all zero)");
         assert!(parse_counters("{\"nftables\":[]}").is_err());
         assert!(parse_counters("nope").is_err());
     }
