@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::time::Duration;
 
 mod engine_bench;
+mod policy_bench;
 
 #[derive(Parser, Debug)]
 #[command(name = "scrubber-perf", version, about = "Benchmarks for the scrubber engine and data plane")]
@@ -33,6 +34,9 @@ enum Cmd {
         #[arg(long)]
         core: Option<usize>,
     },
+    /// Rule-policy compile time, table memory, LPM lookups/s and judge() calls/s for synthetic
+    /// country-sized prefix lists in a 10-rule policy.
+    Policy(policy_bench::Args),
 }
 
 fn main() -> Result<()> {
@@ -77,6 +81,7 @@ fn main() -> Result<()> {
                 }
             }
         }
+        Cmd::Policy(args) => policy_bench::main(&args)?,
     }
     Ok(())
 }

@@ -852,7 +852,7 @@ fn broader(e: &Rule, l: &Rule) -> bool {
         && eq_or_none(&em.service, &lm.service)
 }
 
-fn describe_match(m: &Match, r: &Rule) -> String {
+pub(crate) fn describe_match(m: &Match, r: &Rule) -> String {
     let mut s = Vec::new();
     if let Some(x) = &m.from {
         s.push(format!("from {}", x.node));
@@ -903,7 +903,7 @@ fn describe_match(m: &Match, r: &Rule) -> String {
     }
 }
 
-fn describe_limit(l: &LimitSpec) -> String {
+pub(crate) fn describe_limit(l: &LimitSpec) -> String {
     let rates = |r: &Vec<Spanned<Rate>>| r.iter().map(|x| x.node.to_string()).collect::<Vec<_>>().join(" ");
     let burst = |b: &Option<Spanned<u64>>| b.as_ref().map(|b| format!(" burst {}", b.node)).unwrap_or_default();
     match l {

@@ -89,6 +89,11 @@ impl SourceMap {
         FileId(u32::try_from(self.files.len() - 1).unwrap_or(u32::MAX))
     }
 
+    /// Every file, in the order read.
+    pub fn files(&self) -> &[SourceFile] {
+        &self.files
+    }
+
     /// The file with id `id`, if any.
     pub fn get(&self, id: FileId) -> Option<&SourceFile> {
         self.files.get(id.0 as usize)

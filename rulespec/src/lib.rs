@@ -3,7 +3,11 @@
 //! [`check`] reads a rule file and everything it includes through a [`Source`], parses it
 //! ([`parse`]), checks it, and returns every diagnostic plus a checked [`Policy`]. The language is
 //! described in the crate's README. [`parse_target`] parses the `--protect IP[:PORT]` shorthand
-//! used on the command line.
+//! used on the command line, and [`protect_policy`] turns such targets into a policy.
+//!
+//! [`compile()`] turns a checked policy into [`Compiled`] lookup tables (address classes over
+//! longest-prefix-match tables, port bitsets, per-rule matchers) that the packet engine consults
+//! for every frame; see the [`compile`](mod@compile) and [`lpm`] modules.
 //!
 //! The crate reads only what it is given (strings here, and later the files it is named), does
 //! no I/O of its own beyond that, and contains no `unsafe` code.
@@ -11,12 +15,18 @@
 
 pub mod ast;
 mod check;
+pub mod compile;
 mod diag;
 mod lexer;
+pub mod lpm;
 mod parser;
 mod source;
 
 pub use check::{check, Checked, Policy, PortRanges, PortSet, PrefixSet, Rule, Service, Settings, MAX_INCLUDE_DEPTH};
+pub use compile::{
+    compile, protect_policy, Bucket, CLimit, CRule, CService, CompileError, CompileStats, Compiled, FragKind, Hit,
+    Packet,
+};
 pub use diag::{render_all, Diagnostic, FileId, Severity, SourceFile, SourceMap, Span, Spanned};
 pub use parser::parse;
 pub use source::{resolve, FsSource, LoadError, MemSource, Source};

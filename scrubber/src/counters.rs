@@ -2,10 +2,10 @@
 //! them. Counters only ever increase (except the `sessions_live` gauge).
 
 use crate::verdict::{Direction, DropReason};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Counters of one engine instance.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Counters {
     /// Frames handed to the engine from ext.
     pub rx_inbound: u64,
@@ -19,8 +19,24 @@ pub struct Counters {
     /// completing the backend handshake).
     pub replies: u64,
     /// Dropped frames, by reason; index with [`DropReason::index`].
-    #[serde(serialize_with = "ser_reasons")]
+    #[serde(serialize_with = "ser_reasons", deserialize_with = "de_reasons")]
     pub dropped: [u64; DropReason::COUNT],
+    /// Frames a drop was decided for but that were forwarded anyway because the global mode or
+    /// the matching rule is `observe`, by reason; index with [`DropReason::index`]. Not counted
+    /// in `dropped`.
+    #[serde(serialize_with = "ser_reasons", deserialize_with = "de_reasons")]
+    pub would_drop: [u64; DropReason::COUNT],
+    /// Session-less ACKs towards a service that were taken up as established sessions during
+    /// the mid-stream pickup window after start (`pickup` / `learning-window`).
+    pub sessions_picked_up: u64,
+    /// Times a `syn auto` service switched from tracking to SYN proxying (its SYN rate went
+    /// over the threshold).
+    pub auto_proxy_engaged: u64,
+    /// Policies installed in this engine after the first (hot reloads).
+    pub policy_installs: u64,
+    /// New connections not counted towards a `max-conns` limit because another source held
+    /// their counter slot.
+    pub conn_count_collisions: u64,
     /// ARP and IPv6 neighbour discovery frames passed unchanged.
     pub passed_arp_nd: u64,
     /// Non-TCP IP frames (UDP, ICMP, other protocols) passed unchanged.
@@ -75,14 +91,38 @@ pub struct Counters {
     pub outbound_no_session: u64,
     /// Inbound TCP frames towards protected services by flag byte (CWR ECE URG ACK PSH RST
     /// SYN FIN, the low 8 bits of the TCP flags); index with the flag byte.
-    #[serde(skip)]
+    #[serde(skip, default = "no_flags")]
     pub tcp_flags_inbound: [u64; 256],
     /// Per protected destination (in the order given by the configuration).
     pub per_target: Vec<TargetCounters>,
+    /// Per rule of the policy, in rule order.
+    pub per_rule: Vec<RuleCounters>,
 }
 
-/// Counters for one protected destination (`IP[:PORT]` entry).
-#[derive(Clone, Debug, Default, Serialize)]
+/// Counters for one rule of the policy.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RuleCounters {
+    /// `file:line` and the rule as summarised by `scrubber check`.
+    pub rule: String,
+    /// Inbound frames the rule matched (it was the first match).
+    pub matched: u64,
+    /// Frames it dropped (deny, or over a limit).
+    pub dropped: u64,
+    /// Frames it would have dropped, forwarded because of `observe`.
+    pub would_drop: u64,
+}
+
+impl RuleCounters {
+    /// Take `o`'s numbers (a reloaded, unchanged rule).
+    pub fn copy_counts(&mut self, o: &RuleCounters) {
+        self.matched = o.matched;
+        self.dropped = o.dropped;
+        self.would_drop = o.would_drop;
+    }
+}
+
+/// Counters for one protected destination (a service; with `--protect`, one `IP[:PORT]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TargetCounters {
     /// The entry as configured, e.g. `198.18.0.10:80`.
     pub target: String,
@@ -96,6 +136,13 @@ pub struct TargetCounters {
     pub dropped: u64,
 }
 
+impl TargetCounters {
+    /// These numbers under another name (no allocation: `target` is moved in).
+    pub fn clone_counts(&self, target: String) -> TargetCounters {
+        TargetCounters { target, rx: self.rx, forwarded: self.forwarded, replied: self.replied, dropped: self.dropped }
+    }
+}
+
 fn ser_reasons<S: serde::Serializer>(v: &[u64; DropReason::COUNT], s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
     let mut m = s.serialize_map(Some(DropReason::COUNT))?;
@@ -103,6 +150,21 @@ fn ser_reasons<S: serde::Serializer>(v: &[u64; DropReason::COUNT], s: S) -> Resu
         m.serialize_entry(r.as_str(), &v[r.index()])?;
     }
     m.end()
+}
+
+/// Inverse of `ser_reasons`: names not known to this build are ignored, missing ones are zero.
+fn de_reasons<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u64; DropReason::COUNT], D::Error> {
+    let m = std::collections::BTreeMap::<String, u64>::deserialize(d)?;
+    let mut v = [0; DropReason::COUNT];
+    for r in DropReason::ALL {
+        v[r.index()] = m.get(r.as_str()).copied().unwrap_or(0);
+    }
+    Ok(v)
+}
+
+/// `tcp_flags_inbound` is not serialised; it deserialises as zeros.
+fn no_flags() -> [u64; 256] {
+    [0; 256]
 }
 
 impl Counters {
@@ -115,6 +177,11 @@ impl Counters {
             forwarded_outbound: 0,
             replies: 0,
             dropped: [0; DropReason::COUNT],
+            would_drop: [0; DropReason::COUNT],
+            sessions_picked_up: 0,
+            auto_proxy_engaged: 0,
+            policy_installs: 0,
+            conn_count_collisions: 0,
             passed_arp_nd: 0,
             passed_non_tcp: 0,
             passed_unprotected: 0,
@@ -139,6 +206,7 @@ impl Counters {
             outbound_no_session: 0,
             tcp_flags_inbound: [0; 256],
             per_target: targets.iter().map(|t| TargetCounters { target: t.clone(), ..Default::default() }).collect(),
+            per_rule: Vec::new(),
         }
     }
 
@@ -191,8 +259,20 @@ impl Counters {
             sessions_outbound,
             sessions_reused,
             sessions_closed,
-            outbound_no_session
+            outbound_no_session,
+            sessions_picked_up,
+            auto_proxy_engaged,
+            policy_installs,
+            conn_count_collisions
         );
+        for (a, b) in self.would_drop.iter_mut().zip(o.would_drop.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.per_rule.iter_mut().zip(o.per_rule.iter()) {
+            a.matched += b.matched;
+            a.dropped += b.dropped;
+            a.would_drop += b.would_drop;
+        }
         for (a, b) in self.dropped.iter_mut().zip(o.dropped.iter()) {
             *a += b;
         }

@@ -33,6 +33,14 @@ use crate::wire::frame::{dissect, DissectError, Dissected, Frag, Net};
 use crate::wire::tcp::{self, flags as tf, OptionsRepr, TcpOptions, TcpPacket};
 use crate::wire::IPPROTO_TCP;
 use core::net::IpAddr;
+use std::sync::Arc;
+
+use crate::limiter::{ConnCounts, Refusal};
+use crate::policy::{PrepareOptions, Prepared, Retired, SynPolicy};
+use crate::session::SVC_COUNTED;
+use crate::wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP};
+use rulespec::ast::Action;
+use rulespec::{Compiled, FragKind, Packet};
 
 /// A protected destination: an address and optionally one port (all ports when `None`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,8 +115,16 @@ pub struct EngineConfig {
     pub cookie_slot_secs: u32,
     /// Options advertised in cookie SYN-ACKs.
     pub advertise: Advertise,
-    /// Idle timeouts.
+    /// Idle timeouts (services of a policy bring their own).
     pub timeouts: Timeouts,
+    /// A compiled rule-file policy. When given, it replaces `protect` and `syn_mode`: its
+    /// services are the protected destinations, its rules judge every inbound frame.
+    pub policy: Option<Arc<Compiled>>,
+    /// Engines sharing the traffic (workers): aggregate limits and `syn auto` thresholds are
+    /// divided by it.
+    pub rate_share: u32,
+    /// Entries of each per-source limiter table.
+    pub per_source_slots: usize,
 }
 
 impl Default for EngineConfig {
@@ -121,8 +137,52 @@ impl Default for EngineConfig {
             cookie_slot_secs: 64,
             advertise: Advertise::default(),
             timeouts: Timeouts::default(),
+            policy: None,
+            rate_share: 1,
+            per_source_slots: 65_536,
         }
     }
+}
+
+impl EngineConfig {
+    /// The compiled policy this configuration stands for: `policy` if given, else the
+    /// `--protect` shorthand (one TCP service per target with `syn_mode`, no rules, default
+    /// allow).
+    pub fn compiled(&self) -> Result<Arc<Compiled>, EngineError> {
+        if let Some(p) = &self.policy {
+            return Ok(p.clone());
+        }
+        let targets: Vec<rulespec::Target> =
+            self.protect.iter().map(|p| rulespec::Target { addr: p.addr, port: p.port }).collect();
+        let syn = match self.syn_mode {
+            SynMode::Proxy => rulespec::ast::SynMode::Proxy,
+            SynMode::Track => rulespec::ast::SynMode::Track,
+        };
+        let pol = rulespec::protect_policy(&targets, syn);
+        rulespec::compile(&pol).map(Arc::new).map_err(|e| EngineError::Config(e.to_string()))
+    }
+
+    /// How a policy is prepared for an engine built from this configuration.
+    pub fn prepare_options(&self, now_ns: u64) -> PrepareOptions {
+        PrepareOptions {
+            per_source_slots: self.per_source_slots,
+            rate_share: self.rate_share.max(1),
+            seed: limiter_seed(&self.cookie_key),
+            advertise: self.advertise,
+            fixed_advertise: self.policy.is_none(),
+            now_ns,
+        }
+    }
+
+    /// Prepare `compiled` for an engine built from this configuration (allocates; do it away
+    /// from the packet path, then hand the result to [`Engine::install`]).
+    pub fn prepare(&self, compiled: Arc<Compiled>, now_ns: u64) -> Result<Prepared, EngineError> {
+        Prepared::new(compiled, &self.prepare_options(now_ns)).map_err(|e| EngineError::Config(e.to_string()))
+    }
+}
+
+fn limiter_seed(key: &[u8; 16]) -> u64 {
+    u64::from_le_bytes(key[8..].try_into().unwrap_or([0; 8])) ^ 0x11e1_7e55_0b5e_ed00
 }
 
 /// Errors building an engine.
@@ -258,9 +318,17 @@ struct Segment {
 /// The engine: one per worker core.
 #[derive(Debug)]
 pub struct Engine {
-    protect: Vec<Protected>,
-    syn_mode: SynMode,
-    advertise: Advertise,
+    /// The policy in force, with this engine's limiter and service state.
+    pol: Prepared,
+    /// `mode observe`: judge and count, forward everything, never answer.
+    observe: bool,
+    /// Live connections per source (`max-conns`).
+    conns: ConnCounts,
+    /// Time of the first frame (start of the pickup window).
+    started_ns: Option<u64>,
+    /// Set by the rules for the frame being judged: its `max-conns` limit, and whether a
+    /// refusal is only counted (observe).
+    frame_max_conns: Option<(u32, bool)>,
     cookies: SynCookies,
     table: SessionTable,
     counters: Counters,
@@ -278,21 +346,59 @@ impl Engine {
         if cfg.advertise.mss_v4 < 536 || cfg.advertise.mss_v6 < 1220 {
             return Err(EngineError::Config("advertised MSS below the protocol minimum (536 IPv4, 1220 IPv6)".into()));
         }
-        let names: Vec<String> = cfg.protect.iter().map(|p| p.to_string()).collect();
+        let compiled = cfg.compiled()?;
+        let pol = cfg.prepare(compiled, 0)?;
         let key = CookieKey::from_bytes(cfg.cookie_key);
         // The table's hash seed is derived from the cookie secret so it is secret too.
         let seed = u64::from_le_bytes(cfg.cookie_key[..8].try_into().unwrap_or([0; 8])) ^ 0x5eed_5c4b_b3e4_0001;
         let table = SessionTable::new(cfg.table_capacity, cfg.timeouts, seed)?;
-        Ok(Engine {
-            protect: cfg.protect,
-            syn_mode: cfg.syn_mode,
-            advertise: cfg.advertise,
+        let mut e = Engine {
+            pol,
+            observe: false,
+            conns: ConnCounts::new(seed.rotate_left(17)),
+            started_ns: None,
+            frame_max_conns: None,
             cookies: SynCookies::new(key, cfg.cookie_slot_secs),
             table,
-            counters: Counters::new(&names),
+            counters: Counters::new(&[]),
             now_ns: 0,
             frames: 0,
-        })
+        };
+        e.apply_installed(cfg.policy.is_none());
+        Ok(e)
+    }
+
+    /// Per-target and per-rule counters, table timeouts and the global mode from the policy
+    /// just put in `self.pol`.
+    fn apply_installed(&mut self, shorthand: bool) {
+        core::mem::swap(&mut self.counters.per_target, &mut self.pol.per_target);
+        core::mem::swap(&mut self.counters.per_rule, &mut self.pol.per_rule);
+        for (i, s) in self.pol.services.iter().enumerate() {
+            if !shorthand {
+                self.table.set_service_timeouts(i, s.timeouts);
+            }
+        }
+        self.observe = self.pol.compiled.settings().mode == rulespec::ast::Mode::Observe;
+    }
+
+    /// Install a new policy between two frames (see [`crate::policy`]): one swap, no
+    /// allocation or freeing here. Limiter state of unchanged rules, counters of rules and
+    /// targets with the same name, and learned options survive. Returns the old policy, to be
+    /// dropped away from the packet path.
+    pub fn install(&mut self, mut next: Prepared) -> Retired {
+        // Give the outgoing policy its counters back so `adopt` can carry them over.
+        core::mem::swap(&mut self.counters.per_target, &mut self.pol.per_target);
+        core::mem::swap(&mut self.counters.per_rule, &mut self.pol.per_rule);
+        next.adopt(&mut self.pol);
+        core::mem::swap(&mut self.pol, &mut next);
+        self.apply_installed(false);
+        self.counters.policy_installs += 1;
+        Retired(next)
+    }
+
+    /// The compiled policy in force.
+    pub fn policy(&self) -> &Arc<Compiled> {
+        &self.pol.compiled
     }
 
     /// The counters.
@@ -310,9 +416,12 @@ impl Engine {
         &self.table
     }
 
-    /// The SYN mode.
+    /// The SYN mode of the first service (`Proxy` for `syn auto`), for reports.
     pub fn syn_mode(&self) -> SynMode {
-        self.syn_mode
+        match self.pol.services.first().map(|s| s.syn) {
+            Some(SynPolicy::Track) => SynMode::Track,
+            _ => SynMode::Proxy,
+        }
     }
 
     /// Housekeeping without traffic: advance the clock to `now_ns` and sweep up to `slots`
@@ -323,7 +432,16 @@ impl Engine {
         if now_ns > self.now_ns {
             self.now_ns = now_ns;
         }
-        self.table.sweep(tick(self.now_ns), slots)
+        let n = self.table.sweep(tick(self.now_ns), slots);
+        self.release_departed();
+        n
+    }
+
+    /// Count the end of every live-connection-limited session that left the table.
+    #[inline]
+    fn release_departed(&mut self) {
+        let conns = &mut self.conns;
+        self.table.drain_departed(|slot| conns.release(slot));
     }
 
     /// Direction of a frame by address: inbound when its destination is protected, outbound
@@ -333,9 +451,10 @@ impl Engine {
         if !matches!(d.net, Net::Ipv4 | Net::Ipv6) {
             return None;
         }
-        if self.protect.iter().any(|p| addr_eq(&p.addr, d.v6, &d.dst)) {
+        let c = &self.pol.compiled;
+        if c.is_protected(d.v6, &d.dst) {
             Some(Direction::Inbound)
-        } else if self.protect.iter().any(|p| addr_eq(&p.addr, d.v6, &d.src)) {
+        } else if c.is_protected(d.v6, &d.src) {
             Some(Direction::Outbound)
         } else {
             None
@@ -365,7 +484,18 @@ impl Engine {
             Direction::Inbound => self.counters.rx_inbound += 1,
             Direction::Outbound => self.counters.rx_outbound += 1,
         }
-        let (verdict, target) = self.judge(now, dir, frame, extra);
+        if self.started_ns.is_none() {
+            self.started_ns = Some(now);
+        }
+        self.frame_max_conns = None;
+        let (mut verdict, target) = self.judge(now, dir, frame, extra);
+        self.release_departed();
+        if let Verdict::Drop(r) = verdict {
+            if self.observe {
+                self.counters.would_drop[r.index()] += 1;
+                verdict = Verdict::Forward;
+            }
+        }
         let c = &mut self.counters;
         match verdict {
             Verdict::Forward => match dir {
@@ -395,10 +525,176 @@ impl Engine {
         verdict
     }
 
-    /// Index of the protected entry for a service address and port.
+    /// The rules' verdict on an inbound IP frame: `Some(reason)` to drop it. Counts the
+    /// rule; a drop by an `observe` rule is counted as a would-drop and `None` returned.
     #[inline]
-    fn target(&self, v6: bool, addr: &[u8; 16], port: Option<u16>) -> Option<usize> {
-        self.protect.iter().position(|p| addr_eq(&p.addr, v6, addr) && (p.port.is_none() || p.port == port))
+    fn rules(&mut self, now: u64, d: &Dissected, frame: &FrameBuf<'_>) -> Option<DropReason> {
+        let l4 = &frame.buf[d.l4_off.min(frame.len)..(d.l4_off + d.l4_len).min(frame.len)];
+        let ports = matches!(d.proto, IPPROTO_TCP | IPPROTO_UDP) && d.frag != Frag::Later && l4.len() >= 4;
+        let (sport, dport) =
+            if ports { (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]])) } else { (0, 0) };
+        let tcp_flags = if d.proto == IPPROTO_TCP && d.frag != Frag::Later && l4.len() >= 14 { l4[13] } else { 0 };
+        let icmp_type = if matches!(d.proto, IPPROTO_ICMP | IPPROTO_ICMPV6) && d.frag != Frag::Later {
+            l4.first().copied()
+        } else {
+            None
+        };
+        let ip_len = (frame.len - d.l3_off).min(usize::from(u16::MAX)) as u16;
+        let pkt = Packet {
+            v6: d.v6,
+            src: &d.src,
+            dst: &d.dst,
+            proto: d.proto,
+            sport,
+            dport,
+            tcp_flags,
+            ip_len,
+            frag: match d.frag {
+                Frag::None => FragKind::None,
+                Frag::First => FragKind::First,
+                Frag::Later => FragKind::Later,
+            },
+            icmp_type,
+        };
+        let hit = self.pol.compiled.judge(&pkt);
+        let rc = hit.rule.and_then(|i| self.counters.per_rule.get_mut(usize::from(i)));
+        if let Some(rc) = rc {
+            rc.matched += 1;
+        }
+        let reason = match hit.action {
+            Action::Allow => return None,
+            Action::Deny if hit.rule.is_some() => DropReason::RuleDeny,
+            Action::Deny => DropReason::DefaultDeny,
+            Action::Limit => {
+                let rt = hit.rule.and_then(|i| self.pol.rules.get_mut(usize::from(i)))?;
+                if let Some(n) = rt.max_conns {
+                    self.frame_max_conns = Some((n, hit.observe));
+                }
+                let syn = tcp_flags & (tf::SYN | tf::ACK) == tf::SYN;
+                let bytes = u64::from(ip_len);
+                let refused = match &mut rt.source {
+                    Some(t) => t.admit(&d.src, now, bytes, syn).err(),
+                    None => None,
+                };
+                let refused = refused.or_else(|| match &mut rt.aggregate {
+                    Some(a) => (!a.admit(now, bytes)).then_some(Refusal::Rate),
+                    None => None,
+                });
+                match refused {
+                    None => return None,
+                    Some(Refusal::Rate) => DropReason::RateLimited,
+                    Some(Refusal::NewConns) => DropReason::NewConnLimit,
+                }
+            }
+        };
+        let rc = hit.rule.and_then(|i| self.counters.per_rule.get_mut(usize::from(i)));
+        if hit.observe {
+            if let Some(rc) = rc {
+                rc.would_drop += 1;
+            }
+            self.counters.would_drop[reason.index()] += 1;
+            None
+        } else {
+            if let Some(rc) = rc {
+                rc.dropped += 1;
+            }
+            Some(reason)
+        }
+    }
+
+    /// `max-conns`: whether the frame being judged may open one more connection for `src`;
+    /// `Err` when over the limit (enforced; an observe rule counts a would-drop).
+    #[inline]
+    fn conn_admit(&mut self, src: &[u8; 16]) -> Result<(), DropReason> {
+        let Some((max, observe)) = self.frame_max_conns else { return Ok(()) };
+        if self.conns.count(src) >= max {
+            if observe {
+                self.counters.would_drop[DropReason::ConnLimit.index()] += 1;
+            } else {
+                return Err(DropReason::ConnLimit);
+            }
+        }
+        Ok(())
+    }
+
+    /// Count a new session of `src` against `max-conns` (when its rule has one): sets the
+    /// session's counted bit and slot.
+    #[inline]
+    fn conn_count(&mut self, src: &[u8; 16], s: &mut Session) {
+        if self.frame_max_conns.is_some() {
+            match self.conns.acquire(src) {
+                Some(slot) => {
+                    s.svc |= SVC_COUNTED;
+                    s.conn_slot = slot;
+                }
+                None => self.counters.conn_count_collisions += 1,
+            }
+        }
+    }
+
+    /// The effective SYN handling of service `svc` for a SYN arriving now (`syn auto`
+    /// counts it). Observe mode never answers.
+    #[inline]
+    fn syn_proxy(&mut self, svc: usize, now: u64) -> bool {
+        if self.observe {
+            return false;
+        }
+        let Some(s) = self.pol.services.get_mut(svc) else { return false };
+        match s.syn {
+            SynPolicy::Proxy => true,
+            SynPolicy::Track => false,
+            SynPolicy::Auto { per_sec } => {
+                if now.saturating_sub(s.win_start) >= 1_000_000_000 {
+                    s.win_start = now;
+                    s.win_syns = 0;
+                }
+                s.win_syns += 1;
+                if s.win_syns > per_sec && now >= s.proxy_until {
+                    self.counters.auto_proxy_engaged += 1;
+                }
+                if s.win_syns > per_sec {
+                    s.proxy_until = s.win_start + 2_000_000_000;
+                }
+                now < s.proxy_until
+            }
+        }
+    }
+
+    /// Whether ACKs towards service `svc` may carry cookies (it answers SYNs with them, at
+    /// least sometimes).
+    #[inline]
+    fn cookies_possible(&self, svc: usize) -> bool {
+        !self.observe && self.pol.services.get(svc).is_some_and(|s| s.syn != SynPolicy::Track)
+    }
+
+    /// Learn the options a backend uses from its SYN-ACK (services that say `learn`; once
+    /// per policy).
+    fn learn(&mut self, svc: usize, v6: bool, o: &TcpOptions) {
+        let Some(s) = self.pol.services.get_mut(svc) else { return };
+        if s.learned || !s.learn.any() {
+            return;
+        }
+        s.learned = true;
+        if s.learn.mss {
+            if let Some(m) = o.mss.filter(|&m| m >= 536) {
+                if v6 {
+                    s.adv.mss_v6 = m.max(1220);
+                } else {
+                    s.adv.mss_v4 = m;
+                }
+            }
+        }
+        if s.learn.wscale {
+            if let Some(w) = o.wscale {
+                s.adv.wscale = w.min(14);
+            }
+        }
+        if s.learn.sack {
+            s.adv.sack = o.sack_permitted;
+        }
+        if s.learn.timestamps {
+            s.adv.timestamps = o.timestamp.is_some();
+        }
     }
 
     fn judge(
@@ -428,6 +724,15 @@ impl Engine {
             }
             Net::Ipv4 | Net::Ipv6 => {}
         }
+        if dir == Direction::Inbound && !d.nd {
+            if let Some(r) = self.rules(now, &d, frame) {
+                // `default deny` does not cut TCP connections the table tracks (e.g. ones a
+                // protected server opened itself); explicit rules do.
+                if !(r == DropReason::DefaultDeny && self.tracked_tcp(now, &d, frame)) {
+                    return (Verdict::Drop(r), self.target_of(&d, frame));
+                }
+            }
+        }
         // The service side of the frame.
         let svc = match dir {
             Direction::Inbound => &d.dst,
@@ -444,9 +749,8 @@ impl Engine {
             return (Verdict::Forward, None);
         }
         if d.frag != Frag::None {
-            if self.protect.iter().any(|p| addr_eq(&p.addr, d.v6, svc)) {
-                let t = self.target(d.v6, svc, None);
-                return (Verdict::Drop(DropReason::TcpFragment), t);
+            if self.pol.compiled.is_protected(d.v6, svc) {
+                return (Verdict::Drop(DropReason::TcpFragment), None);
             }
             self.counters.passed_fragments += 1;
             return (Verdict::Forward, None);
@@ -459,18 +763,39 @@ impl Engine {
             Direction::Inbound => h.dport,
             Direction::Outbound => h.sport,
         };
-        let target = match self.target(d.v6, svc, Some(svc_port)) {
-            Some(t) => t,
+        let target = match self.pol.compiled.service(d.v6, svc, IPPROTO_TCP, svc_port) {
+            Some(t) => usize::from(t),
             None => {
                 self.counters.passed_unprotected += 1;
                 return (Verdict::Forward, None);
             }
         };
         let v = match dir {
-            Direction::Inbound => self.tcp_inbound(now, &d, &h, frame),
-            Direction::Outbound => self.tcp_outbound(now, &d, &h, frame, extra),
+            Direction::Inbound => self.tcp_inbound(now, &d, &h, frame, target),
+            Direction::Outbound => self.tcp_outbound(now, &d, &h, frame, extra, target),
         };
         (v, Some(target))
+    }
+
+    /// Whether an inbound frame is TCP of a session in the table.
+    fn tracked_tcp(&mut self, now: u64, d: &Dissected, frame: &FrameBuf<'_>) -> bool {
+        if d.proto != IPPROTO_TCP || d.frag != Frag::None {
+            return false;
+        }
+        match SegHead::read(d, frame) {
+            Ok(h) => self.table.lookup(&h.key(d, Direction::Inbound), tick(now)).is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// The service a dropped inbound TCP or UDP frame was aimed at, for per-target counters.
+    fn target_of(&self, d: &Dissected, frame: &FrameBuf<'_>) -> Option<usize> {
+        if d.frag == Frag::Later || !matches!(d.proto, IPPROTO_TCP | IPPROTO_UDP) {
+            return None;
+        }
+        let l4 = frame.buf.get(d.l4_off + 2..d.l4_off + 4)?;
+        let port = u16::from_be_bytes([l4[0], l4[1]]);
+        self.pol.compiled.service(d.v6, &d.dst, d.proto, port).map(usize::from)
     }
 
     /// Flag sanity shared by both directions: `Err` for combinations no TCP stack sends.
@@ -511,7 +836,7 @@ impl Engine {
 
     // ------------------------------------------------------------------ ext → int
 
-    fn tcp_inbound(&mut self, now: u64, d: &Dissected, h: &SegHead, frame: &mut FrameBuf<'_>) -> Verdict {
+    fn tcp_inbound(&mut self, now: u64, d: &Dissected, h: &SegHead, frame: &mut FrameBuf<'_>, svc: usize) -> Verdict {
         let tk = tick(now);
         self.counters.tcp_flags_inbound[h.flags as usize] += 1;
         if let Err(r) = Self::check_flags(h.flags) {
@@ -525,10 +850,11 @@ impl Engine {
 
         // ---- SYN (no ACK): a new connection, a retransmission, or port reuse.
         if syn && !is_ack {
+            let mode = if self.syn_proxy(svc, now) { SynMode::Proxy } else { SynMode::Track };
             if let Some(id) = found {
                 let s = *self.table.get(id);
                 let retransmit = seq.wrapping_add(1) == s.next_c;
-                match (s.state.class(), self.syn_mode) {
+                match (s.state.class(), mode) {
                     (StateClass::Closing, _) => {
                         self.table.remove(id);
                         self.counters.sessions_reused += 1;
@@ -551,8 +877,11 @@ impl Engine {
                     (_, SynMode::Proxy) => {}
                 }
             }
-            return match self.syn_mode {
-                SynMode::Proxy => self.answer_cookie(now, d, frame, &key, seq, fl),
+            if let Err(r) = self.conn_admit(&d.src) {
+                return Verdict::Drop(r);
+            }
+            return match mode {
+                SynMode::Proxy => self.answer_cookie(now, d, frame, &key, seq, fl, svc),
                 SynMode::Track => {
                     if found.is_some() {
                         return Verdict::Drop(DropReason::SynInSession);
@@ -568,18 +897,19 @@ impl Engine {
                     if o.sack_permitted {
                         flags |= F_SACK;
                     }
-                    let s = Session {
+                    let mut s = Session {
                         last_seen: tk,
                         state: SessionState::SynSent,
                         flags,
                         client_ws: o.wscale.unwrap_or(WS_NONE),
                         server_ws: WS_NONE,
                         adv_ws: WS_NONE,
+                        svc: svc as u8,
                         win_c: win,
-                        mss: o.mss.unwrap_or(0),
                         next_c: seq.wrapping_add(1),
                         ..Session::default()
                     };
+                    self.conn_count(&d.src, &mut s);
                     match self.table.insert(&key, s) {
                         Ok(_) => {
                             self.counters.sessions_tracked += 1;
@@ -616,14 +946,16 @@ impl Engine {
                 let s = self.table.get(id);
                 // A far-away sequence number on a live proxied session with a pure ACK: the
                 // client may have reopened the 4-tuple (its SYN was answered statelessly).
-                if self.syn_mode == SynMode::Proxy
+                if self.cookies_possible(svc)
                     && is_ack
                     && !rst
                     && !fin
                     && s.state != SessionState::ProxySynSent
                     && seq.wrapping_sub(s.next_c).min(s.next_c.wrapping_sub(seq)) > FAR_SEQ
                 {
-                    if let Some(v) = self.try_cookie_ack(now, d, frame, &key, (seq, ack, win, payload_len), Some(id)) {
+                    if let Some(v) =
+                        self.try_cookie_ack(now, d, frame, &key, (seq, ack, win, payload_len), Some(id), svc)
+                    {
                         return v;
                     }
                 }
@@ -636,10 +968,16 @@ impl Engine {
                 if fin {
                     return Verdict::Drop(DropReason::FinNoSession);
                 }
-                if self.syn_mode == SynMode::Proxy {
-                    if let Some(v) = self.try_cookie_ack(now, d, frame, &key, (seq, ack, win, payload_len), found) {
+                if self.cookies_possible(svc) {
+                    if let Some(v) = self.try_cookie_ack(now, d, frame, &key, (seq, ack, win, payload_len), found, svc)
+                    {
                         return v;
                     }
+                }
+                if let Some(v) = self.pickup(now, d, h, &key, svc) {
+                    return v;
+                }
+                if self.cookies_possible(svc) {
                     self.counters.cookies_failed += 1;
                 }
                 return Verdict::Drop(DropReason::AckNoSession);
@@ -729,7 +1067,62 @@ impl Engine {
         tcp::parse_options(t.options()).map_err(|_| DropReason::TcpBadOptions)
     }
 
+    /// Options advertised to clients of service `svc`.
+    #[inline]
+    fn advertise(&self, svc: usize) -> Advertise {
+        self.pol.services.get(svc).map(|s| s.adv).unwrap_or_default()
+    }
+
+    /// Mid-stream pickup: during the pickup window after start (the service's `pickup`, or
+    /// the global `learning-window` if longer), a session-less ACK (no SYN, RST or FIN) towards
+    /// a service is taken up as an established, tracked session instead of being dropped, so
+    /// connections that were open before a restart survive. Counted in
+    /// `sessions_picked_up`; an established pickup never evicts an established session.
+    fn pickup(&mut self, now: u64, d: &Dissected, h: &SegHead, key: &FlowKey, svc: usize) -> Option<Verdict> {
+        let (syn, _, rst, fin) = h.flag_bits();
+        if syn || rst || fin || h.flags & tf::ACK == 0 {
+            return None;
+        }
+        let window = self
+            .pol
+            .services
+            .get(svc)?
+            .pickup_ns
+            .max(self.pol.compiled.settings().learning_window.as_nanos().min(u128::from(u64::MAX)) as u64);
+        let start = self.started_ns?;
+        if window == 0 || now.saturating_sub(start) >= window {
+            return None;
+        }
+        if self.conn_admit(&d.src).is_err() {
+            return Some(Verdict::Drop(DropReason::ConnLimit));
+        }
+        let mut s = Session {
+            last_seen: tick(now),
+            state: SessionState::Established,
+            flags: 0,
+            // Scales are unknown mid-stream: assume the largest so in-window RSTs pass.
+            client_ws: 14,
+            server_ws: 14,
+            adv_ws: WS_NONE,
+            svc: svc as u8,
+            win_c: h.window,
+            win_s: u16::MAX,
+            next_c: h.seq.wrapping_add(h.payload_len as u32),
+            next_s: h.ack,
+            ..Session::default()
+        };
+        self.conn_count(&d.src, &mut s);
+        match self.table.insert(key, s) {
+            Ok(_) => {
+                self.counters.sessions_picked_up += 1;
+                Some(Verdict::Forward)
+            }
+            Err(_) => Some(Verdict::Drop(DropReason::SessionTableFull)),
+        }
+    }
+
     /// Proxy mode: turn the SYN into the cookie SYN-ACK, in place.
+    #[allow(clippy::too_many_arguments)]
     fn answer_cookie(
         &mut self,
         now: u64,
@@ -738,12 +1131,13 @@ impl Engine {
         key: &FlowKey,
         seq: u32,
         fl: u8,
+        svc: usize,
     ) -> Verdict {
         let o = match self.options(d, frame) {
             Ok(o) => o,
             Err(r) => return Verdict::Drop(r),
         };
-        let adv = self.advertise;
+        let adv = self.advertise(svc);
         let ts = o.timestamp.filter(|_| adv.timestamps);
         let syn = SynOptions {
             mss: o.mss.unwrap_or(0),
@@ -791,6 +1185,7 @@ impl Engine {
     /// A bare ACK is also tried as a zero-window probe (`seq = ISN`, RFC 9293 §3.8.6.1): the
     /// cookie SYN-ACK advertised a zero window, so a client whose handshake ACK was lost
     /// probes with the sequence number just below `ISN + 1`.
+    #[allow(clippy::too_many_arguments)]
     fn try_cookie_ack(
         &mut self,
         now: u64,
@@ -799,6 +1194,7 @@ impl Engine {
         key: &FlowKey,
         (seq, ack, win, payload_len): (u32, u32, u16, usize),
         old: Option<crate::session::SlotId>,
+        svc: usize,
     ) -> Option<Verdict> {
         let o = self.options(d, frame).ok()?;
         let tsecr = o.timestamp.map(|t| t.1);
@@ -810,6 +1206,9 @@ impl Engine {
             }
             Err(_) => return None,
         };
+        if let Err(r) = self.conn_admit(&d.src) {
+            return Some(Verdict::Drop(r));
+        }
         if let Some(id) = old {
             self.table.remove(id);
             self.counters.sessions_reused += 1;
@@ -824,23 +1223,25 @@ impl Engine {
         if dec.ecn {
             flags |= F_ECN;
         }
-        let s = Session {
+        let adv_wscale = self.advertise(svc).wscale;
+        let mut s = Session {
             last_seen: tick(now),
             state: SessionState::ProxySynSent,
             flags,
             client_ws: dec.wscale.unwrap_or(WS_NONE),
             server_ws: WS_NONE,
-            adv_ws: if dec.wscale.is_some() { self.advertise.wscale } else { WS_NONE },
-            _pad: 0,
+            adv_ws: if dec.wscale.is_some() { adv_wscale } else { WS_NONE },
+            svc: svc as u8,
+            conn_slot: 0,
             win_c: win,
-            win_s: 0,
-            mss: dec.mss,
+            win_s: dec.mss,
             next_c,
             next_s: o.timestamp.map(|t| t.0).unwrap_or(0),
             seq_off: cookie,
             ts_off: tsecr.unwrap_or(0),
         };
         self.counters.cookies_validated += 1;
+        self.conn_count(&d.src, &mut s);
         if self.table.insert(key, s).is_err() {
             return Some(Verdict::Drop(DropReason::SessionTableFull));
         }
@@ -867,7 +1268,7 @@ impl Engine {
             flags: tf::SYN | if s.flags & F_ECN != 0 { tf::ECE | tf::CWR } else { 0 },
             window,
             opts: OptionsRepr {
-                mss: Some(s.mss),
+                mss: Some(s.win_s), // ProxySynSent keeps the client's MSS here
                 wscale: client_ws,
                 sack_permitted: s.flags & F_SACK != 0,
                 timestamp: if ts { Some((s.next_s, 0)) } else { None },
@@ -961,6 +1362,7 @@ impl Engine {
         h: &SegHead,
         frame: &mut FrameBuf<'_>,
         extra: &mut FrameBuf<'_>,
+        svc: usize,
     ) -> Verdict {
         let tk = tick(now);
         if let Err(r) = Self::check_flags(h.flags) {
@@ -992,6 +1394,7 @@ impl Engine {
                 client_ws: WS_NONE,
                 server_ws: o.wscale.unwrap_or(WS_NONE),
                 adv_ws: WS_NONE,
+                svc: svc as u8,
                 win_s: win,
                 next_s: seq.wrapping_add(1),
                 ..Session::default()
@@ -1026,6 +1429,7 @@ impl Engine {
                         return Verdict::Drop(DropReason::SynAckBadAck);
                     }
                     let o = self.options(d, frame).unwrap_or_default();
+                    self.learn(svc, d.v6, &o);
                     let s = self.table.get_mut(id);
                     s.state = SessionState::SynRecv;
                     s.next_s = seq.wrapping_add(1);
@@ -1105,6 +1509,7 @@ impl Engine {
             Ok(o) => o,
             Err(r) => return Verdict::Drop(r),
         };
+        self.learn(usize::from(s0.svc & 0x7f), d.v6, &o);
         let client_tsval = s0.next_s;
         let our_tsval = s0.ts_off;
         let cookie_isn = s0.seq_off;
@@ -1220,13 +1625,6 @@ fn bare_rst(d: &Dissected, frame: &mut FrameBuf<'_>, seq: u32) {
         t.set_flags(tf::RST);
     }
     tcp::fill_checksum(seg, &d.src, &d.dst, d.v6);
-}
-
-fn addr_eq(a: &IpAddr, v6: bool, b: &[u8; 16]) -> bool {
-    match a {
-        IpAddr::V4(a) => !v6 && a.octets() == b[..4],
-        IpAddr::V6(a) => v6 && a.octets() == *b,
-    }
 }
 
 fn dissect_reason(e: DissectError) -> DropReason {

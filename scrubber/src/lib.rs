@@ -11,15 +11,28 @@
 //! * [`engine`] — the TCP validation state machine (proxy and track modes).
 //! * [`counters`] — every counter the engine keeps, each documented.
 //! * [`replay`] — running a capture through the engine.
+//! * [`telemetry`] — per-worker statistics, snapshots and the stats socket.
+//! * [`preflight`] — checks before start (interfaces, MTU, queues, capabilities, memlock).
+//! * [`knobs`] — kernel NAPI knobs applied at start and restored at exit.
+//! * [`signals`] — stop and reload flags set by SIGINT/SIGTERM and SIGHUP.
+//! * [`lab`] — the network-namespace lab (`scrubber lab`, the end-to-end tests).
 #![forbid(unsafe_code)]
 
 pub mod cookie;
 pub mod counters;
+pub mod dataplane;
 pub mod engine;
 pub mod flow;
+pub mod knobs;
 pub mod lab;
+pub mod limiter;
+pub mod policy;
+pub mod preflight;
+pub mod reload;
 pub mod replay;
 pub mod session;
+pub mod signals;
+pub mod telemetry;
 pub mod verdict;
 pub mod wire;
 

@@ -2,14 +2,19 @@
 //!
 //! * `scrubber replay` — run a capture through the engine (pcap in, pcaps out, summary).
 //! * `scrubber gen-secret` — print a fresh SYN-cookie secret.
+//! * `scrubber stats` — show the statistics of a running scrubber.
 //!
 //! Exit status: 0 on success, 1 on any error (including a bad command line); errors are printed
 //! as `error: …` followed by their causes.
 #![forbid(unsafe_code)]
 
+mod run_cmd;
+mod stats_cmd;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use scrubber::cookie::CookieKey;
+use scrubber::reload::{load_policy, PolicyLoadError};
 use scrubber::replay::{self, ReplayError, ReplayOptions};
 use scrubber::{Engine, EngineConfig, Protected, SynMode};
 use std::path::{Path, PathBuf};
@@ -32,10 +37,33 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Replay(ReplayArgs),
+    Check(CheckArgs),
     GenSecret(GenSecretArgs),
+    Run(run_cmd::RunArgs),
+    Stats(stats_cmd::StatsArgs),
     Lab(lab_cmd::LabArgs),
     #[command(hide = true)]
     Peer(lab_cmd::PeerArgs),
+}
+
+/// Check a rule file and show what it compiles to.
+///
+/// Reads FILE and everything it includes (and the list files it names), reports every error
+/// and warning with file:line:column, the line and a caret, then prints what was compiled:
+/// settings, sets with their prefix counts, port sets, services, rules in order, and memory.
+/// Exit status 0 when the file is valid (warnings allowed), 1 otherwise.
+///
+/// Example:
+///   scrubber check examples/web-frontend.rules
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+struct CheckArgs {
+    /// The rule file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Print only the diagnostics and the verdict line, not the compiled summary.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// How SYNs towards protected services are handled.
@@ -70,9 +98,16 @@ struct ReplayArgs {
     input: PathBuf,
 
     /// Protect this destination: IP (all ports), IP:PORT, IPv6, [IPv6] or [IPv6]:PORT.
-    /// Repeat for several targets; at least one is required.
-    #[arg(long, value_name = "IP[:PORT]", required = true)]
+    /// Repeat for several targets. A shorthand for a rule file with one TCP service per
+    /// target and no rules; give either --protect or --rules.
+    #[arg(long, value_name = "IP[:PORT]", required_unless_present = "rules", conflicts_with = "rules")]
     protect: Vec<String>,
+
+    /// Judge with this rule file (services, rules, limits, settings), as `scrubber run` would.
+    /// Its `sessions` and `cookie-secret` settings apply unless --sessions / --cookie-secret
+    /// are given.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
 
     /// SYN handling. `track` (default) forwards SYNs and tracks handshakes: use it for captures
     /// recorded without the scrubber, where the server's own SYN-ACKs carry its own ISNs, so in
@@ -104,9 +139,10 @@ struct ReplayArgs {
     #[arg(long, value_name = "FILE")]
     cookie_secret: Option<PathBuf>,
 
-    /// Session table capacity (rounded up to a power of two).
-    #[arg(long, value_name = "N", default_value_t = 65_536)]
-    sessions: usize,
+    /// Session table capacity (rounded up to a power of two) [default: 65536, or the rule
+    /// file's `sessions`].
+    #[arg(long, value_name = "N")]
+    sessions: Option<usize>,
 }
 
 /// Print a fresh random SYN-cookie secret (32 hex digits) with a comment line.
@@ -142,38 +178,97 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Replay(a) => cmd_replay(a),
+        Command::Check(a) => cmd_check(a),
         Command::GenSecret(_) => cmd_gen_secret(),
+        Command::Run(a) => run_cmd::run(a),
+        Command::Stats(a) => stats_cmd::run(a),
         Command::Lab(a) => lab_cmd::cmd_lab(a),
         Command::Peer(a) => lab_cmd::cmd_peer(a),
     }
 }
 
-fn cmd_replay(a: ReplayArgs) -> Result<()> {
-    if a.protect.is_empty() {
-        bail!("give at least one --protect IP[:PORT] (e.g. --protect 198.18.0.10:80)");
-    }
-    let mut protect = Vec::with_capacity(a.protect.len());
-    for p in &a.protect {
-        let t = rulespec::parse_target(p).with_context(|| format!("bad --protect value '{p}'"))?;
-        if let Some(w) = rulespec::target_warning(p) {
-            eprintln!("warning: --protect {w}");
+fn cmd_check(a: CheckArgs) -> Result<()> {
+    match load_policy(&a.file) {
+        Ok(l) => {
+            if l.warning_count > 0 {
+                eprintln!("{}", l.warnings);
+            }
+            if !a.quiet {
+                print!("{}", l.summary);
+                let st = l.compiled.stats();
+                println!(
+                    "compiled: {} IPv4 + {} IPv6 prefixes in {} address classes, {} port sets; tables {:.1} MiB",
+                    st.prefixes_v4,
+                    st.prefixes_v6,
+                    st.classes,
+                    st.port_sets,
+                    st.memory_bytes as f64 / (1024.0 * 1024.0)
+                );
+            }
+            println!("{}: OK ({} warning(s))", a.file.display(), l.warning_count);
+            Ok(())
         }
-        protect.push(Protected { addr: t.addr, port: t.port });
+        Err(PolicyLoadError::Invalid { path, errors, warnings, rendered }) => {
+            eprintln!("{rendered}");
+            bail!("{path}: {errors} error(s), {warnings} warning(s): not valid, nothing compiled")
+        }
+        Err(e) => Err(e.into()),
     }
-    if a.sessions == 0 {
+}
+
+fn cmd_replay(a: ReplayArgs) -> Result<()> {
+    let mut settings_secret = None;
+    let mut settings_sessions = None;
+    let (protect, policy) = match &a.rules {
+        Some(path) => {
+            let l = match load_policy(path) {
+                Ok(l) => l,
+                Err(PolicyLoadError::Invalid { path, errors, rendered, .. }) => {
+                    eprintln!("{rendered}");
+                    bail!("{path}: {errors} error(s): fix the rule file (see `scrubber check {path}`)")
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if l.warning_count > 0 {
+                eprintln!("{}", l.warnings);
+            }
+            let st = l.compiled.settings();
+            settings_secret = st.cookie_secret.clone();
+            settings_sessions = Some(usize::try_from(st.sessions).unwrap_or(usize::MAX));
+            (Vec::new(), Some(l.compiled))
+        }
+        None => {
+            if a.protect.is_empty() {
+                bail!("give at least one --protect IP[:PORT] (e.g. --protect 198.18.0.10:80), or --rules FILE");
+            }
+            let mut protect = Vec::with_capacity(a.protect.len());
+            for p in &a.protect {
+                let t = rulespec::parse_target(p).with_context(|| format!("bad --protect value '{p}'"))?;
+                if let Some(w) = rulespec::target_warning(p) {
+                    eprintln!("warning: --protect {w}");
+                }
+                protect.push(Protected { addr: t.addr, port: t.port });
+            }
+            (protect, None)
+        }
+    };
+    let sessions = a.sessions.or(settings_sessions).unwrap_or(65_536);
+    if sessions == 0 {
         bail!("--sessions 0: the session table needs at least one slot (default 65536)");
     }
-    let cookie_key = match &a.cookie_secret {
-        Some(path) => load_secret(path)?,
-        None => random_secret()?,
+    let cookie_key = match (&a.cookie_secret, &settings_secret) {
+        (Some(path), _) => load_secret(path)?,
+        (None, Some(path)) => load_secret(Path::new(path)).context("the rule file's cookie-secret setting")?,
+        (None, None) => random_secret()?,
     };
     let cfg = EngineConfig {
         protect,
+        policy,
         syn_mode: match a.syn_mode {
             SynModeArg::Track => SynMode::Track,
             SynModeArg::Proxy => SynMode::Proxy,
         },
-        table_capacity: a.sessions,
+        table_capacity: sessions,
         cookie_key,
         ..EngineConfig::default()
     };

@@ -143,14 +143,19 @@ pub struct Session {
     pub server_ws: u8,
     /// Window scale the scrubber advertised to the client in the cookie SYN-ACK, or [`WS_NONE`].
     pub adv_ws: u8,
-    /// Spare.
-    pub _pad: u8,
+    /// Index of the service the session belongs to (bits 0–6, see
+    /// [`SessionTable::set_service_timeouts`]); bit 7 ([`SVC_COUNTED`]) set when the session is
+    /// counted in a per-source live-connection limit at [`Session::conn_slot`].
+    pub svc: u8,
     /// Last window field sent by the client (unscaled, as on the wire).
     pub win_c: u16,
     /// Last window field sent by the server (unscaled, as on the wire, server's own scale).
+    /// ProxySynSent: the client's MSS (decoded from the cookie) for the backend SYN.
     pub win_s: u16,
-    /// Client MSS (decoded from the cookie) for the backend SYN.
-    pub mss: u16,
+    /// Slot of the per-source live-connection counter this session is counted in (when `svc`
+    /// has [`SVC_COUNTED`]); reported by [`SessionTable::drain_departed`] when the session
+    /// leaves the table.
+    pub conn_slot: u16,
     /// Highest client sequence number + segment length seen (client sequence space).
     pub next_c: u32,
     /// Highest server sequence number + length seen (server sequence space).
@@ -163,6 +168,13 @@ pub struct Session {
     /// subtracted from client→server TSecr). ProxySynSent: the TSval the scrubber sent.
     pub ts_off: u32,
 }
+
+/// [`Session::svc`] bit: the session is counted in a live-connection limit.
+pub const SVC_COUNTED: u8 = 0x80;
+/// Services with their own idle timeouts: [`Session::svc`] & 0x7f indexes them.
+pub const MAX_SERVICES: usize = 128;
+/// Departures [`SessionTable::drain_departed`] can hold between two drains.
+const DEPARTED_CAP: usize = 4096;
 
 /// Milliseconds tick used for `last_seen` and timeouts: `now_ns / 1e6`, truncated to 32 bits.
 #[inline]
@@ -341,7 +353,12 @@ pub struct SessionTable {
     /// Slots − 1.
     slot_mask: usize,
     seed: u64,
-    timeouts: Timeouts,
+    /// Idle timeouts per service index ([`Session::svc`] & 0x7f).
+    timeouts: Box<[Timeouts; MAX_SERVICES]>,
+    /// Live-connection slots of counted sessions that left the table, not yet drained.
+    departed: Vec<u16>,
+    /// Departures not recorded because `departed` was full.
+    departed_lost: u64,
     /// Next slot [`SessionTable::sweep`] examines.
     hand: usize,
     live: usize,
@@ -355,7 +372,7 @@ impl core::fmt::Debug for SessionTable {
         f.debug_struct("SessionTable")
             .field("capacity", &self.capacity())
             .field("len", &self.live)
-            .field("timeouts", &self.timeouts)
+            .field("timeouts", &self.timeouts[0])
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -390,7 +407,9 @@ impl SessionTable {
             bucket_mask: nb - 1,
             slot_mask: cap - 1,
             seed,
-            timeouts,
+            timeouts: Box::new([timeouts; MAX_SERVICES]),
+            departed: Vec::with_capacity(DEPARTED_CAP),
+            departed_lost: 0,
             hand: 0,
             live: 0,
             stats: TableStats::default(),
@@ -447,12 +466,27 @@ impl SessionTable {
 
     #[inline]
     fn is_expired(&self, s: &Session, now: u32) -> bool {
-        idle(now, s.last_seen) > self.timeouts.for_state(s.state)
+        idle(now, s.last_seen) > self.timeouts[(s.svc & 0x7f) as usize].for_state(s.state)
+    }
+
+    /// Records that the session in occupied slot `i` leaves the table.
+    #[inline]
+    fn depart(&mut self, i: usize) {
+        let s = &self.entries[i].s;
+        if s.svc & SVC_COUNTED != 0 {
+            if self.departed.len() < DEPARTED_CAP {
+                let slot = s.conn_slot;
+                self.departed.push(slot);
+            } else {
+                self.departed_lost += 1;
+            }
+        }
     }
 
     /// Frees an occupied slot.
     #[inline]
     fn free(&mut self, i: usize) {
+        self.depart(i);
         self.set_tag(i, 0);
         self.live = self.live.saturating_sub(1);
     }
@@ -531,6 +565,7 @@ impl SessionTable {
             } else {
                 self.stats.removed += 1;
             }
+            self.depart(i);
             return Ok(self.write(i, k, p.tag, s));
         }
 
@@ -559,7 +594,7 @@ impl SessionTable {
                 let i = bkt * BUCKET + j;
                 let e = &self.entries[i].s;
                 let age = idle(now, e.last_seen);
-                let pref: u64 = if age > self.timeouts.for_state(e.state) {
+                let pref: u64 = if age > self.timeouts[(e.svc & 0x7f) as usize].for_state(e.state) {
                     4
                 } else {
                     match e.state.class() {
@@ -577,6 +612,7 @@ impl SessionTable {
         }
         if best_score >> 32 == 4 {
             self.stats.expired += 1;
+            self.depart(best);
             return Ok(self.write(best, k, p.tag, s));
         }
 
@@ -597,6 +633,7 @@ impl SessionTable {
                 return Err(TableFull);
             }
         }
+        self.depart(best);
         Ok(self.write(best, k, p.tag, s))
     }
 
@@ -646,6 +683,9 @@ impl SessionTable {
     pub fn sweep(&mut self, now_tick: u32, n: usize) -> usize {
         let mut freed = 0;
         for _ in 0..n.min(self.capacity()) {
+            if self.departed.len() >= DEPARTED_CAP {
+                break; // drain first; the hand resumes here next time
+            }
             let i = self.hand;
             self.hand = (i + 1) & self.slot_mask;
             if self.tag_at(i) != 0 && self.is_expired(&self.entries[i].s, now_tick) {
@@ -685,14 +725,37 @@ impl SessionTable {
         TableStats { live: self.live as u64, capacity: self.capacity() as u64, ..self.stats }
     }
 
-    /// The idle timeouts in force.
+    /// The idle timeouts of service 0 (the default).
     pub fn timeouts(&self) -> Timeouts {
-        self.timeouts
+        self.timeouts[0]
     }
 
-    /// Replaces the idle timeouts; they apply to existing sessions from the next check.
+    /// Replaces the idle timeouts of every service; they apply to existing sessions from the
+    /// next check.
     pub fn set_timeouts(&mut self, t: Timeouts) {
-        self.timeouts = t;
+        *self.timeouts = [t; MAX_SERVICES];
+    }
+
+    /// Sets the idle timeouts of service `svc` (sessions whose [`Session::svc`] & 0x7f is
+    /// `svc`); ignored for `svc` ≥ [`MAX_SERVICES`]. No allocation: safe between frames.
+    pub fn set_service_timeouts(&mut self, svc: usize, t: Timeouts) {
+        if let Some(x) = self.timeouts.get_mut(svc) {
+            *x = t;
+        }
+    }
+
+    /// Hands the live-connection slot of every counted session that left the table since the
+    /// last call (removed, expired, evicted or replaced) to `f`, in order.
+    pub fn drain_departed(&mut self, mut f: impl FnMut(u16)) {
+        for &s in &self.departed {
+            f(s);
+        }
+        self.departed.clear();
+    }
+
+    /// Departures that could not be recorded (more than 4,096 between two drains).
+    pub fn departed_lost(&self) -> u64 {
+        self.departed_lost
     }
 
     /// Hint that `key` will be looked up soon (e.g. for the next frames of a batch): computes

@@ -134,6 +134,16 @@ drop_reasons! {
     /// The frame buffer had no room for the answer the engine had to write into it (the data
     /// plane gives every frame a full UMEM chunk, so this indicates a misconfigured caller).
     NoBufferRoom = "no_buffer_room",
+    /// A `deny` rule of the policy matched (see the per-rule counters for which).
+    RuleDeny = "rule_deny",
+    /// No rule matched and the policy's default is `deny`.
+    DefaultDeny = "default_deny",
+    /// Over a `limit` rule's packet or bit rate (per source or aggregate).
+    RateLimited = "rate_limited",
+    /// A SYN over a `limit` rule's `new-conns` rate for its source.
+    NewConnLimit = "new_conn_limit",
+    /// A new connection over a `limit` rule's `max-conns` for its source.
+    ConnLimit = "conn_limit",
 }
 
 impl core::fmt::Display for DropReason {

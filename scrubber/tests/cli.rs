@@ -470,3 +470,55 @@ fn help_and_version() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("cookie.secret"));
 }
+
+#[test]
+fn check_valid_file_prints_what_was_compiled() {
+    let o = run(&["check", repo().join("examples/web-frontend.rules").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in ["services (3):", "rules (14):", "blocklist", "estimated memory:", "compiled:", "OK (0 warning(s))"] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn check_invalid_file_shows_every_error_and_exits_1() {
+    let d = tmpdir("check-bad");
+    let f = d.join("bad.rules");
+    std::fs::write(&f, "set a = 198.18.0.0/33\ndeny from nowhere\nlimit per-source\n").unwrap();
+    let o = run(&["check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("bad.rules:1:"), "{err}");
+    assert!(err.contains("bad.rules:2:"), "{err}");
+    assert!(err.contains('^'), "caret under the span: {err}");
+    assert!(err.contains("not valid"), "{err}");
+    assert!(stdout(&o).is_empty(), "nothing compiled is printed");
+}
+
+#[test]
+fn replay_with_rules_matches_protect_shorthand_and_applies_rules() {
+    let d = tmpdir("replay-rules");
+    let f = d.join("p.rules");
+    std::fs::write(
+        &f,
+        "service web4\n dst 198.18.0.10\n ports 80\n syn track\nend\nservice web6\n dst 2001:2::10\n ports 80\n syn track\nend\n",
+    )
+    .unwrap();
+    let a = json(&run(&["replay", sample().to_str().unwrap(), "--rules", f.to_str().unwrap(), "--json"]));
+    let b = json(&run(&[
+        "replay",
+        sample().to_str().unwrap(),
+        "--protect",
+        "198.18.0.10:80",
+        "--protect",
+        "[2001:2::10]:80",
+        "--json",
+    ]));
+    assert_eq!(a["forwarded"], b["forwarded"], "same verdicts as --protect");
+    assert_eq!(a["dropped"], b["dropped"]);
+    // A rule dropping all UDP changes the outcome by exactly the sample's 20 DNS frames.
+    std::fs::write(&f, format!("{}deny proto udp\n", std::fs::read_to_string(&f).unwrap())).unwrap();
+    let c = json(&run(&["replay", sample().to_str().unwrap(), "--rules", f.to_str().unwrap(), "--json"]));
+    assert_eq!(c["dropped"].as_u64().unwrap(), b["dropped"].as_u64().unwrap() + 20, "{c}");
+}

@@ -1,0 +1,269 @@
+//! Loading a rule file and hot reload.
+//!
+//! [`load_policy`] reads, checks and compiles a rule file (and everything it includes) into a
+//! [`Compiled`] policy, or returns every diagnostic rendered for people. [`Reloader`] runs on a
+//! control thread: on SIGHUP or when one of the policy's files changes it loads the file again
+//! away from the packet path, prepares one [`Prepared`] per engine (all allocation happens
+//! here), and hands them to the workers through [`PolicyInbox`]es; each worker installs its
+//! copy between two batches ([`crate::Engine::install`]: one swap). A file that does not check
+//! or compile leaves the running policy in place; the failure is logged and counted.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rulespec::{Compiled, FsSource};
+
+use crate::engine::{Engine, EngineConfig};
+use crate::policy::{Prepared, Retired};
+
+/// A policy loaded from a rule file.
+#[derive(Debug)]
+pub struct LoadedPolicy {
+    /// The compiled tables.
+    pub compiled: Arc<Compiled>,
+    /// What `scrubber check` prints: settings, sets, services, rules, estimated memory.
+    pub summary: String,
+    /// Warnings, rendered (empty when none).
+    pub warnings: String,
+    /// Number of warnings.
+    pub warning_count: usize,
+    /// Every file read (rule files and list files), for change detection.
+    pub files: Vec<String>,
+}
+
+/// Why a rule file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    /// The file has errors; `rendered` shows each with file:line:column and a caret.
+    #[error("{path}: {errors} error(s), {warnings} warning(s)\n{rendered}")]
+    Invalid {
+        /// The rule file.
+        path: String,
+        /// Number of errors.
+        errors: usize,
+        /// Number of warnings.
+        warnings: usize,
+        /// All diagnostics rendered.
+        rendered: String,
+    },
+    /// The policy checked but could not be compiled.
+    #[error("{path}: cannot compile the policy: {source}")]
+    Compile {
+        /// The rule file.
+        path: String,
+        /// What failed.
+        source: rulespec::CompileError,
+    },
+}
+
+/// Read, check and compile the rule file at `path`.
+pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyLoadError> {
+    let root = path.to_string_lossy().into_owned();
+    let checked = rulespec::check(&root, &FsSource);
+    let rendered = checked.render();
+    let Some(policy) = checked.policy.as_ref().filter(|_| !checked.has_errors()) else {
+        return Err(PolicyLoadError::Invalid {
+            path: root,
+            errors: checked.error_count().max(1),
+            warnings: checked.warning_count(),
+            rendered,
+        });
+    };
+    let compiled =
+        rulespec::compile(policy).map_err(|source| PolicyLoadError::Compile { path: root.clone(), source })?;
+    Ok(LoadedPolicy {
+        compiled: Arc::new(compiled),
+        summary: policy.summary(),
+        warnings: rendered,
+        warning_count: checked.warning_count(),
+        files: checked.sources.files().iter().map(|f| f.name.clone()).collect(),
+    })
+}
+
+/// Modification time and size of each file, to notice changes without reading them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileStamps(Vec<(String, Option<(SystemTime, u64)>)>);
+
+impl FileStamps {
+    /// Stamp `files` now.
+    pub fn of(files: &[String]) -> Self {
+        FileStamps(
+            files
+                .iter()
+                .map(|f| {
+                    let m = std::fs::metadata(f).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+                    (f.clone(), m)
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether any file changed (or appeared, or vanished) since these stamps.
+    pub fn changed(&self) -> bool {
+        let names: Vec<String> = self.0.iter().map(|(f, _)| f.clone()).collect();
+        FileStamps::of(&names) != *self
+    }
+}
+
+/// The worker's end of a policy hand-off: check it once per batch.
+#[derive(Debug)]
+pub struct PolicyInbox {
+    rx: Receiver<Prepared>,
+    retired: SyncSender<Retired>,
+}
+
+impl PolicyInbox {
+    /// If a new policy is waiting, install it in `engine` (one swap) and send the old one
+    /// back for the control thread to drop. Returns whether a policy was installed. Never
+    /// blocks; does not allocate.
+    #[inline]
+    pub fn poll(&self, engine: &mut Engine) -> bool {
+        match self.rx.try_recv() {
+            Ok(p) => {
+                let old = engine.install(p);
+                // If the control thread is not draining, drop here (rare; still correct).
+                if let Err(TrySendError::Full(old) | TrySendError::Disconnected(old)) = self.retired.try_send(old) {
+                    drop(old);
+                }
+                true
+            }
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => false,
+        }
+    }
+}
+
+/// The control thread's end: one sender per worker.
+#[derive(Debug)]
+pub struct PolicyFeed {
+    txs: Vec<SyncSender<Prepared>>,
+    retired: Receiver<Retired>,
+}
+
+/// A feed for `workers` workers, and their inboxes (in worker order).
+pub fn policy_channels(workers: usize) -> (PolicyFeed, Vec<PolicyInbox>) {
+    let (rtx, rrx) = sync_channel(workers.max(1) * 2);
+    let mut txs = Vec::with_capacity(workers);
+    let mut inboxes = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (tx, rx) = sync_channel(1);
+        txs.push(tx);
+        inboxes.push(PolicyInbox { rx, retired: rtx.clone() });
+    }
+    (PolicyFeed { txs, retired: rrx }, inboxes)
+}
+
+impl PolicyFeed {
+    /// Send one prepared policy to each worker (in order). If a worker has not yet taken the
+    /// previous one, this waits until it has (workers poll every batch, so the wait is short).
+    pub fn send(&self, prepared: Vec<Prepared>) -> Result<(), ReloadError> {
+        for (tx, p) in self.txs.iter().zip(prepared) {
+            tx.send(p).map_err(|_| ReloadError::WorkerGone)?;
+        }
+        self.collect();
+        Ok(())
+    }
+
+    /// Drop the policies workers have retired.
+    pub fn collect(&self) {
+        while self.retired.try_recv().is_ok() {}
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.txs.len()
+    }
+}
+
+/// Why a reload did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file did not load; the running policy stays.
+    #[error(transparent)]
+    Load(#[from] PolicyLoadError),
+    /// Preparing the per-engine state failed; the running policy stays.
+    #[error("cannot prepare the policy: {0}")]
+    Prepare(#[from] crate::engine::EngineError),
+    /// A worker has stopped.
+    #[error("a worker has stopped; cannot hand it the new policy")]
+    WorkerGone,
+}
+
+/// Reload counters, readable from any thread.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Policies loaded and handed to every worker after the first.
+    pub ok: AtomicU64,
+    /// Reloads refused (the file had errors or did not compile); the old policy stayed.
+    pub failed: AtomicU64,
+    /// Generation id of the policy in force.
+    pub generation: AtomicU64,
+}
+
+/// Hot reload of one rule file (runs on a control thread).
+#[derive(Debug)]
+pub struct Reloader {
+    path: PathBuf,
+    stamps: FileStamps,
+    configs: Vec<EngineConfig>,
+    feed: PolicyFeed,
+    stats: Arc<ReloadStats>,
+}
+
+impl Reloader {
+    /// `loaded` is the policy the workers start with; `configs` the engine configuration of
+    /// each worker (in inbox order).
+    pub fn new(path: PathBuf, loaded: &LoadedPolicy, configs: Vec<EngineConfig>, feed: PolicyFeed) -> Self {
+        let stats = Arc::new(ReloadStats::default());
+        stats.generation.store(loaded.compiled.generation_id(), Ordering::Relaxed);
+        Reloader { path, stamps: FileStamps::of(&loaded.files), configs, feed, stats }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<ReloadStats> {
+        self.stats.clone()
+    }
+
+    /// Whether one of the policy's files changed since the last (attempted) load.
+    pub fn changed(&self) -> bool {
+        self.stamps.changed()
+    }
+
+    /// Load the file again and hand it to every worker. On failure the running policy stays,
+    /// the failure is counted, and the error (with every diagnostic) is returned for logging.
+    pub fn reload(&mut self, now_ns: u64) -> Result<LoadedPolicy, ReloadError> {
+        let r = self.try_reload(now_ns);
+        match &r {
+            Ok(_) => self.stats.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.stats.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        r
+    }
+
+    fn try_reload(&mut self, now_ns: u64) -> Result<LoadedPolicy, ReloadError> {
+        let loaded = match load_policy(&self.path) {
+            Ok(l) => l,
+            Err(e) => {
+                // Do not retry the same broken files on every poll: wait for the next change.
+                self.stamps = FileStamps::of(&self.stamps.0.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>());
+                return Err(e.into());
+            }
+        };
+        self.stamps = FileStamps::of(&loaded.files);
+        let mut prepared = Vec::with_capacity(self.configs.len());
+        for c in &self.configs {
+            prepared.push(c.prepare(loaded.compiled.clone(), now_ns)?);
+        }
+        self.feed.send(prepared)?;
+        self.stats.generation.store(loaded.compiled.generation_id(), Ordering::Relaxed);
+        Ok(loaded)
+    }
+
+    /// Drop retired policies (call now and then).
+    pub fn collect(&self) {
+        self.feed.collect();
+    }
+}
