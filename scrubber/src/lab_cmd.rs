@@ -279,6 +279,7 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
     let phases: [(&'static str, Option<Kind>); 3] =
         [("legit only", None), ("+ ACK-PSH flood", Some(Kind::AckPsh)), ("+ SYN flood", Some(Kind::Syn))];
     let mut results = Vec::new();
+    let mut last_stats: Option<serde_json::Value> = None;
     for (i, (name, kind)) in phases.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -327,7 +328,6 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
             None => None,
         };
         let mut legit = legit;
-        let mut last_stats: Option<serde_json::Value> = None;
         let mut tick = Instant::now();
         while legit.try_wait().is_none() && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
@@ -473,6 +473,7 @@ fn scrubber_line(ns: &str, exe: &str, socket: &std::path::Path, last: &mut Optio
                 .filter_map(|w| w.get("counters").and_then(|c| c.get(key)))
                 .map(|x| match x {
                     serde_json::Value::Array(a) => a.iter().filter_map(|n| n.as_u64()).sum(),
+                    serde_json::Value::Object(m) => m.values().filter_map(|n| n.as_u64()).sum(),
                     other => other.as_u64().unwrap_or(0),
                 })
                 .sum()
@@ -484,12 +485,13 @@ fn scrubber_line(ns: &str, exe: &str, socket: &std::path::Path, last: &mut Optio
         last.as_ref().map(|p| keys.iter().map(|k| total(p, k)).collect()).unwrap_or_else(|| now.clone());
     *last = Some(v);
     format!(
-        " | scrubber: fwd in {} (+{}/s) dropped {} (+{}/s) cookies {} ok {}",
+        " | scrubber: fwd in {} (+{}/s) dropped {} (+{}/s) cookies {} (+{}/s) valid {}",
         now[0],
         now[0].saturating_sub(prev[0]),
         now[1],
         now[1].saturating_sub(prev[1]),
         now[2],
+        now[2].saturating_sub(prev[2]),
         now[3]
     )
 }

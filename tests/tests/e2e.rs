@@ -421,11 +421,15 @@ fn e2e_syn_proxy_connections_and_transfers() {
     lab.start_scrubber();
     lab.wait_path(V4_80, Duration::from_secs(15));
     let r = lab.connect(V4_80, 1000, None, 8);
+    eprintln!("1,000 connections: {r:?}");
     assert_all_ok("1,000 connections through the SYN proxy", &r, 1000);
-    assert_intact("50 MiB up", &lab.transfer(V4_80, "50M", "up"));
-    assert_intact("50 MiB down", &lab.transfer(V4_80, "50M", "down"));
+    let (up, down) = (lab.transfer(V4_80, "50M", "up"), lab.transfer(V4_80, "50M", "down"));
+    eprintln!("50 MiB up: {up:?}\n50 MiB down: {down:?}");
+    assert_intact("50 MiB up", &up);
+    assert_intact("50 MiB down", &down);
     lab.topo.set_port_range(Role::Client, 40000, 40199).expect("port range");
     let r = lab.connect(V4_80, 1500, Some(300), 8);
+    eprintln!("1,500 connections at 300/s over 200 ports: {r:?}");
     assert_all_ok("1,500 connections at 300/s over 200 source ports", &r, 1500);
     assert_eq!(r.stalled, 0, "connections stalled (> 1 s) under fast source-port reuse: {r:?}");
     assert!(r.secs < 8.0, "300/s was not sustained: {r:?}");
