@@ -38,14 +38,21 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Tools for the network-namespace and NIC setup (iproute2: ip; ethtool: offload switches).
-apt_install ip:iproute2 ethtool:ethtool
-# >>> AF_XDP end-to-end tests (arriving with the data-plane work): add their tools here, e.g.
-# apt_install hping3:hping3 tcpdump:tcpdump
-# <<<
+# Tools for the network-namespace lab, the end-to-end tests and NIC setup: iproute2 (ip, tc),
+# ethtool (offload switches), hping3 and netsniff-ng (trafgen) for floods, nftables (counters on
+# the lab server), tcpdump, curl, procps (kill, sysctl), util-linux (nsenter), coreutils (timeout).
+apt_install ip:iproute2 tc:iproute2 ethtool:ethtool hping3:hping3 trafgen:netsniff-ng nft:nftables \
+    tcpdump:tcpdump curl:curl kill:procps sysctl:procps nsenter:util-linux timeout:coreutils
 
 # ---------------------------------------------------------------------------------------------
 # Tests
+# The end-to-end tests (tests/tests/e2e.rs, root only) run the release binary in the lab's
+# namespaces: build it first and point them at it.
+say "cargo build --release -p scrubber --locked"
+cargo build --release -p scrubber --locked
+export SCRUBBER_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/scrubber"
+[ -x "$SCRUBBER_BIN" ] || { echo "error: $SCRUBBER_BIN was not built" >&2; exit 1; }
+
 say "cargo test --workspace --locked"
 cargo test --workspace --locked
 

@@ -15,6 +15,7 @@
 //! * [`preflight`] — checks before start (interfaces, MTU, queues, capabilities, memlock).
 //! * [`knobs`] — kernel NAPI knobs applied at start and restored at exit.
 //! * [`signals`] — stop and reload flags set by SIGINT/SIGTERM and SIGHUP.
+//! * [`lab`] — the network-namespace lab (`scrubber lab`, the end-to-end tests).
 #![forbid(unsafe_code)]
 
 pub mod cookie;
@@ -23,6 +24,7 @@ pub mod dataplane;
 pub mod engine;
 pub mod flow;
 pub mod knobs;
+pub mod lab;
 pub mod limiter;
 pub mod policy;
 pub mod preflight;

@@ -20,6 +20,8 @@ use scrubber::{Engine, EngineConfig, Protected, SynMode};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod lab_cmd;
+
 /// Inline DDoS packet scrubber.
 ///
 /// The judging engine validates TCP towards protected services (SYN cookies or handshake
@@ -39,6 +41,9 @@ enum Command {
     GenSecret(GenSecretArgs),
     Run(run_cmd::RunArgs),
     Stats(stats_cmd::StatsArgs),
+    Lab(lab_cmd::LabArgs),
+    #[command(hide = true)]
+    Peer(lab_cmd::PeerArgs),
 }
 
 /// Check a rule file and show what it compiles to.
@@ -177,6 +182,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::GenSecret(_) => cmd_gen_secret(),
         Command::Run(a) => run_cmd::run(a),
         Command::Stats(a) => stats_cmd::run(a),
+        Command::Lab(a) => lab_cmd::cmd_lab(a),
+        Command::Peer(a) => lab_cmd::cmd_peer(a),
     }
 }
 
