@@ -9,6 +9,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use rulespec::ast::Prefix;
+use rulespec::ast::{mask4, mask6};
 use rulespec::{check, compile, FragKind, MemSource, Packet};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -70,22 +71,6 @@ impl Rng {
     }
     fn v6_global(&mut self) -> u128 {
         (1u128 << 125) | ((u128::from(self.next()) << 64 | u128::from(self.next())) >> 3)
-    }
-}
-
-fn mask4(a: u32, l: u8) -> u32 {
-    if l == 0 {
-        0
-    } else {
-        a & (u32::MAX << (32 - l))
-    }
-}
-
-fn mask6(a: u128, l: u8) -> u128 {
-    if l == 0 {
-        0
-    } else {
-        a & (u128::MAX << (128 - u32::from(l)))
     }
 }
 

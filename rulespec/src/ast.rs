@@ -30,7 +30,7 @@ impl Prefix {
 }
 
 /// Clear the host bits of an IPv4 address.
-pub(crate) fn mask4(a: u32, len: u8) -> u32 {
+pub fn mask4(a: u32, len: u8) -> u32 {
     if len == 0 {
         0
     } else {
@@ -39,7 +39,7 @@ pub(crate) fn mask4(a: u32, len: u8) -> u32 {
 }
 
 /// Clear the host bits of an IPv6 address.
-pub(crate) fn mask6(a: u128, len: u8) -> u128 {
+pub fn mask6(a: u128, len: u8) -> u128 {
     if len == 0 {
         0
     } else {

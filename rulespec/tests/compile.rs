@@ -1,6 +1,7 @@
 //! The compiled policy: LPM tables against a brute-force reference, every match condition hit
 //! and miss, rule order, defaults, limits, `protect_policy`, fingerprints and generation ids.
 
+use rulespec::ast::{mask4, mask6};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -139,22 +140,6 @@ fn one_rule(prelude: &str, cond: &str) -> Compiled {
 
 // ---------------------------------------------------------------------------------------------
 // LPM against brute force
-
-fn mask4(a: u32, l: u8) -> u32 {
-    if l == 0 {
-        0
-    } else {
-        a & (u32::MAX << (32 - l))
-    }
-}
-
-fn mask6(a: u128, l: u8) -> u128 {
-    if l == 0 {
-        0
-    } else {
-        a & (u128::MAX << (128 - u32::from(l)))
-    }
-}
 
 /// Longest covering prefix; among equal prefixes the later entry wins.
 fn brute4(entries: &[(u32, u8, u32)], a: u32) -> u32 {

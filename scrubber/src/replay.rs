@@ -824,8 +824,8 @@ impl Progress {
 // ---------------------------------------------------------------------------------------------
 // Text rendering
 
-/// `1234567` → `1,234,567`.
-fn group(n: u64) -> String {
+/// `1234567` → `1,234,567` (also used by `scrubber stats`).
+pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {

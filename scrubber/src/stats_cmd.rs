@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use scrubber::counters::Counters;
+use scrubber::replay::group;
 use scrubber::telemetry::{self, Snapshot, Totals, WorkerStats};
 use scrubber::DropReason;
 use std::fmt::Write as _;
@@ -246,19 +247,6 @@ fn row(o: &mut String, label: &str, v: u64, rate: Option<f64>, note: &str) {
         let _ = write!(o, "   {note}");
     }
     o.push('\n');
-}
-
-/// `1234567` → `1,234,567`.
-fn group(v: u64) -> String {
-    let s = v.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn first_sentence(s: &str) -> &str {
