@@ -795,7 +795,7 @@ impl<'t> Middle<'t> {
                 topo.nft(
                     ns,
                     "kernel.nft",
-                    "table inet wbk {\n  chain fwd {\n    type filter hook forward priority 0; policy accept;\n    \
+                    "table inet wbk {\n  chain wbforward {\n    type filter hook forward priority 0; policy accept;\n    \
                      ct state invalid counter drop\n  }\n}",
                 )
                 .context("installing the kernel middle's nftables rules")?;
@@ -1106,8 +1106,14 @@ pub struct Report {
     pub seconds: u64,
     /// `--quick` run.
     pub quick: bool,
+    /// The command line.
+    pub command: String,
+    /// Kernel release.
+    pub kernel: String,
     /// 1-minute load average when the run started (other work on the machine lowers figures).
     pub loadavg_at_start: Option<f64>,
+    /// 1-minute load average when the run ended.
+    pub loadavg_at_end: Option<f64>,
     /// Drop path, every middle and poll strategy.
     pub drop: Vec<FloodResult>,
     /// Forward path.
@@ -1116,8 +1122,7 @@ pub struct Report {
     pub latency: Vec<LatencyResult>,
     /// Ratios scrubber / bare loop.
     pub ratios: Vec<Ratio>,
-    /// The poll strategy whose scrubber drop path received the most with < 1% wire loss (or the
-    /// least loss).
+    /// The poll strategy under which the scrubber's drop path received the most frames per second.
     pub best_drop_poll: Option<PollVariant>,
     /// Things that went wrong without stopping the run.
     pub warnings: Vec<String>,
@@ -1222,9 +1227,7 @@ pub fn main(a: &Args) -> Result<()> {
     check_tools()?;
     let bins = bin_dir(a)?;
     let stop = Stop::install()?;
-    let loadavg = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()));
+    let loadavg = load_average();
     if let Some(l) = loadavg.filter(|&l| l > 0.5) {
         eprintln!("warning: load average {l:.2}: other work is running; the figures will be lower and noisier");
     }
@@ -1243,7 +1246,10 @@ pub fn main(a: &Args) -> Result<()> {
     let mut report = Report {
         seconds: secs,
         quick: a.quick,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
         loadavg_at_start: loadavg,
+        loadavg_at_end: None,
         drop: Vec::new(),
         forward: Vec::new(),
         latency: Vec::new(),
@@ -1284,6 +1290,7 @@ pub fn main(a: &Args) -> Result<()> {
         report.drop.extend(drop);
     }
     report.warnings = std::mem::take(&mut b.warnings);
+    report.loadavg_at_end = load_average();
     compute_ratios(&mut report, a.poll);
     drop(_echo);
     drop(topo);
@@ -1293,6 +1300,10 @@ pub fn main(a: &Args) -> Result<()> {
         print!("{}", render(&report));
     }
     Ok(())
+}
+
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 fn compute_ratios(r: &mut Report, main_poll: PollVariant) {
@@ -1315,12 +1326,13 @@ fn compute_ratios(r: &mut Report, main_poll: PollVariant) {
             r.ratios.push(ratio(format!("RTT p99 µs, {w}"), s.rtt.p99_us, b.rtt.p99_us, true));
         }
     }
-    // Best poll strategy for the scrubber's drop path: most received among those losing < 1% at
-    // the wire; if none does, the one losing least.
-    let s: Vec<&FloodResult> = r.drop.iter().filter(|d| d.middle == "scrubber").collect();
-    let good = s.iter().filter(|d| d.wire_loss_pct < 1.0).max_by(|a, b| a.received_pps.total_cmp(&b.received_pps));
-    let best = good.or_else(|| s.iter().min_by(|a, b| a.wire_loss_pct.total_cmp(&b.wire_loss_pct)));
-    r.best_drop_poll = best.and_then(|d| d.poll);
+    // Best poll strategy for the scrubber's drop path: the most frames received per second.
+    r.best_drop_poll = r
+        .drop
+        .iter()
+        .filter(|d| d.middle == "scrubber")
+        .max_by(|a, b| a.received_pps.total_cmp(&b.received_pps))
+        .and_then(|d| d.poll);
 }
 
 fn mpps(x: f64) -> String {
@@ -1333,12 +1345,16 @@ pub fn render(r: &Report) -> String {
     let mut o = String::new();
     let pname = |p: Option<PollVariant>| p.map(PollVariant::name).unwrap_or("-");
     let pct = |x: Option<f64>| x.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
+    let la = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "?".into());
     let _ = writeln!(
         o,
-        "scrubber-perf wire: {} s per phase{}; generator on core {GEN_CORE}, middle on core {MIDDLE_CORE}; load average at start {}",
+        "scrubber-perf wire: {} s per phase{}; generator on core {GEN_CORE}, middle on core {MIDDLE_CORE}; kernel {}; \
+         load average {} at start, {} at end",
         r.seconds,
         if r.quick { " (quick)" } else { "" },
-        r.loadavg_at_start.map(|l| format!("{l:.2}")).unwrap_or_else(|| "?".into())
+        r.kernel,
+        la(r.loadavg_at_start),
+        la(r.loadavg_at_end)
     );
     let flood_table = |o: &mut String, title: &str, rows: &[FloodResult]| {
         let _ = writeln!(o, "\n{title}");
