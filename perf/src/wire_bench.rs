@@ -71,6 +71,9 @@ pub struct Args {
     /// Print one JSON object (all figures) instead of the tables.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    json_file: Option<PathBuf>,
     /// Smoke run, ≤ 60 s: 1-second phases, poll sweep reduced to block and spin-tuned, no kernel middle.
     #[arg(long)]
     quick: bool,
@@ -752,7 +755,9 @@ impl<'t> Middle<'t> {
                 let mut c = in_ns(&topo.mid_ns, &bins.join("xdp-bare").to_string_lossy());
                 let mode = if kind == MiddleKind::BareDrop { "drop" } else { "forward" };
                 c.args(["--ext", &topo.ext, "--int", &topo.int, "--mode", mode, "--core", &core]);
-                c.args(["--poll", p.poll_arg(), "--seconds", "900", "--json"]);
+                // The same UMEM size as `scrubber run` with its default 1024-entry rings (8192
+                // frames); xdp-bare's fill and completion rings stay at 1024 (the scrubber's are 2048).
+                c.args(["--poll", p.poll_arg(), "--seconds", "900", "--json", "--frames", "8192"]);
                 let mut pr = Proc::spawn(kind.name(), c, false)?;
                 pr.wait_line(stop, Duration::from_secs(15), |l| l.contains("\"event\":\"start\""))?;
                 m.proc = Some(pr);
@@ -1294,8 +1299,12 @@ pub fn main(a: &Args) -> Result<()> {
     compute_ratios(&mut report, a.poll);
     drop(_echo);
     drop(topo);
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(f) = &a.json_file {
+        std::fs::write(f, format!("{json}\n")).with_context(|| format!("cannot write {}", f.display()))?;
+    }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{json}");
     } else {
         print!("{}", render(&report));
     }
