@@ -18,10 +18,15 @@
 //! still count every frame that reached it.
 //!
 //! Per middle, per phase, the counters are read before and after the flood:
-//! * offered = frames trafgen put on the gen veth (tx packets + tx dropped);
-//! * lost at the wire = gen tx dropped + middle ext rx dropped (veth ring full, AF_XDP rx ring
-//!   full or no fill buffer);
+//! * offered = frames that left the gen veth (its tx packets);
+//! * lost at the wire = the middle ext veth's rx dropped (AF_XDP rx ring full or no fill buffer,
+//!   veth receive queue drops);
 //! * received by the middle = offered − lost at the wire;
+//! * sender retries = the gen veth's tx dropped. On Linux 6.18 a veth whose peer's receive ring
+//!   is full pushes back instead of losing the frame: the transmit is refused (counted as a tx
+//!   drop), and trafgen's sendto path sends the same frame again. A slow middle therefore shows
+//!   as a lower offered rate and many retries, not as loss (measured: trafgen's own count equals
+//!   the gen veth's tx packets, the tx drops come on top);
 //! * at the sink = the sink veth's rx packets.
 //!
 //! Figures are measured, never asserted: nothing here is a pass/fail test.
@@ -244,6 +249,27 @@ pub fn parse_ip_link_stats(json: &str) -> Result<IfStats> {
         tx_packets: get("tx", "packets")?,
         tx_dropped: get("tx", "dropped")?,
     })
+}
+
+/// Frames of one flood, from the counters of the gen veth (`g`) and the middle's ext veth (`e`)
+/// over the flood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accounting {
+    /// Frames that left the gen veth.
+    pub offered: u64,
+    /// Frames the middle's ext side dropped on receive.
+    pub wire_lost: u64,
+    /// offered − wire_lost.
+    pub received: u64,
+    /// Refused transmissions trafgen repeated (back-pressure).
+    pub sender_retries: u64,
+}
+
+/// Account one flood (see the module documentation for the definitions).
+pub fn account(g: &IfStats, e: &IfStats) -> Accounting {
+    let offered = g.tx_packets;
+    let wire_lost = e.rx_dropped.min(offered);
+    Accounting { offered, wire_lost, received: offered - wire_lost, sender_retries: g.tx_dropped }
 }
 
 /// Busy and total jiffies of one CPU from `/proc/stat` text.
@@ -917,7 +943,7 @@ pub struct FloodResult {
     pub poll: Option<PollVariant>,
     /// How long trafgen ran, seconds.
     pub seconds: f64,
-    /// Frames offered by trafgen (the gen veth's tx packets + tx dropped).
+    /// Frames offered by trafgen (the gen veth's tx packets).
     pub offered: u64,
     /// What trafgen itself reported sending (when it was not stopped by the time limit).
     pub trafgen_sent: Option<u64>,
@@ -933,6 +959,9 @@ pub struct FloodResult {
     pub sink_pps: f64,
     /// Frames lost at the wire (veth ring full, AF_XDP ring full / no fill buffer).
     pub wire_lost: u64,
+    /// Transmissions the gen veth refused because the middle's receive ring was full; trafgen
+    /// sent those frames again (back-pressure, not loss).
+    pub sender_retries: u64,
     /// Share of the offered frames lost at the wire, percent.
     pub wire_loss_pct: f64,
     /// Busy time of the middle's core during the flood, percent.
@@ -1013,9 +1042,7 @@ impl Bench<'_> {
         let after = self.topo.snapshot()?;
         let sc1 = m.scrubber_counts();
         let [g, e, s] = [after[0].delta(&before[0]), after[1].delta(&before[1]), after[2].delta(&before[2])];
-        let offered = g.tx_packets + g.tx_dropped;
-        let wire_lost = (g.tx_dropped + e.rx_dropped).min(offered);
-        let received = offered - wire_lost;
+        let Accounting { offered, wire_lost, received, sender_retries } = account(&g, &e);
         let rate = |n: u64| (n as f64 / secs).round();
         Ok(FloodResult {
             path,
@@ -1030,6 +1057,7 @@ impl Bench<'_> {
             at_sink: s.rx_packets,
             sink_pps: rate(s.rx_packets),
             wire_lost,
+            sender_retries,
             wire_loss_pct: if offered > 0 {
                 (wire_lost as f64 * 10000.0 / offered as f64).round() / 100.0
             } else {
@@ -1060,7 +1088,7 @@ impl Bench<'_> {
             let secs = t0.elapsed().as_secs_f64();
             let after = self.topo.snapshot()?;
             let g = after[0].delta(&before[0]);
-            flood_pps = Some(((g.tx_packets + g.tx_dropped) as f64 / secs).round());
+            flood_pps = Some((g.tx_packets as f64 / secs).round());
         }
         if !done {
             client.stop("KILL", Duration::from_millis(100));
@@ -1369,21 +1397,34 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(o, "\n{title}");
         let _ = writeln!(
             o,
-            "{:<13} {:<16} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7} {:>6} {:>6}",
-            "middle", "poll", "offered", "Mpps in", "Mpps rx", "at sink", "Mpps out", "lost %", "mid %", "gen %"
+            "{:<13} {:<16} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9} {:>5} {:>5}",
+            "middle",
+            "poll",
+            "offered",
+            "Mpps in",
+            "Mpps rx",
+            "lost",
+            "lost %",
+            "at sink",
+            "Mpps out",
+            "retries",
+            "mid%",
+            "gen%"
         );
         for d in rows {
             let _ = writeln!(
                 o,
-                "{:<13} {:<16} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7.2} {:>6} {:>6}",
+                "{:<13} {:<16} {:>9} {:>8} {:>8} {:>8} {:>9.2} {:>8} {:>7} {:>9} {:>5} {:>5}",
                 d.middle,
                 pname(d.poll),
                 d.offered,
                 mpps(d.offered_pps),
                 mpps(d.received_pps),
+                d.wire_lost,
+                d.wire_loss_pct,
                 d.at_sink,
                 mpps(d.sink_pps),
-                d.wire_loss_pct,
+                d.sender_retries,
                 pct(d.middle_core_busy_pct),
                 pct(d.gen_core_busy_pct)
             );
@@ -1391,7 +1432,7 @@ pub fn render(r: &Report) -> String {
     };
     flood_table(
         &mut o,
-        "drop path: trafgen ACK-PSH flood, spoofed 198.19.0.0/16 -> 198.18.0.10:80 (Mpps rx = received by the middle)",
+        "drop path: trafgen ACK-PSH flood, spoofed 198.19.0.0/16 -> 198.18.0.10:80\n(Mpps in = left the generator, Mpps rx = received by the middle, lost = dropped at the middle's ext receive,\n retries = transmissions the full veth refused and trafgen repeated, mid%/gen% = busy time of core 1/core 0)",
         &r.drop,
     );
     let sc: Vec<&FloodResult> = r.drop.iter().filter(|d| d.scrubber.is_some()).collect();
@@ -1503,6 +1544,20 @@ mod tests {
         assert!(parse_ip_link_stats("[]").is_err());
         assert!(parse_ip_link_stats(r#"[{"stats64":{"rx":{"packets":1}}}]"#).is_err());
         assert!(parse_ip_link_stats("not json").is_err());
+    }
+
+    #[test]
+    fn flood_accounting() {
+        // Measured on veth: trafgen sent 571585 frames; the gen veth counted them as tx packets
+        // plus 107534 refused transmissions (retried); the AF_XDP socket dropped 78560.
+        let g = IfStats { tx_packets: 571_585, tx_dropped: 107_534, ..IfStats::default() };
+        let e = IfStats { rx_packets: 571_585, rx_dropped: 78_560, ..IfStats::default() };
+        let a = account(&g, &e);
+        assert_eq!(a, Accounting { offered: 571_585, wire_lost: 78_560, received: 493_025, sender_retries: 107_534 });
+        // Counters that disagree (a reset in between) never make received negative.
+        let a =
+            account(&IfStats { tx_packets: 5, ..IfStats::default() }, &IfStats { rx_dropped: 9, ..IfStats::default() });
+        assert_eq!((a.offered, a.wire_lost, a.received), (5, 5, 0));
     }
 
     #[test]
