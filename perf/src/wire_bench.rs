@@ -1435,35 +1435,37 @@ pub fn render(r: &Report) -> String {
         "drop path: trafgen ACK-PSH flood, spoofed 198.19.0.0/16 -> 198.18.0.10:80\n(Mpps in = left the generator, Mpps rx = received by the middle, lost = dropped at the middle's ext receive,\n retries = transmissions the full veth refused and trafgen repeated, mid%/gen% = busy time of core 1/core 0)",
         &r.drop,
     );
-    let sc: Vec<&FloodResult> = r.drop.iter().filter(|d| d.scrubber.is_some()).collect();
+    flood_table(
+        &mut o,
+        "forward path: trafgen UDP flood 198.18.0.1 -> 198.18.0.10:9 (forwarded to the sink)",
+        &r.forward,
+    );
+    let sc: Vec<&FloodResult> = r.drop.iter().chain(&r.forward).filter(|d| d.scrubber.is_some()).collect();
     if !sc.is_empty() {
-        let _ = writeln!(o, "\nscrubber's own counters during the drop floods");
+        let _ = writeln!(o, "\nscrubber's own counters during the floods (k = counted by the kernel at its sockets)");
         let _ = writeln!(
             o,
-            "{:<16} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}",
-            "poll", "rx ext", "dropped", "fwd ext", "rx ring full", "fill empty", "k dropped"
+            "{:<8} {:<16} {:>10} {:>10} {:>10} {:>13} {:>13} {:>12} {:>10}",
+            "path", "poll", "rx ext", "dropped", "fwd ext", "k rx ring full", "k fill empty", "k dropped", "tx full"
         );
         for d in sc {
             if let Some(c) = d.scrubber {
                 let _ = writeln!(
                     o,
-                    "{:<16} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}",
+                    "{:<8} {:<16} {:>10} {:>10} {:>10} {:>13} {:>13} {:>12} {:>10}",
+                    d.path,
                     pname(d.poll),
                     c.rx_inbound,
                     c.dropped,
                     c.forwarded_inbound,
                     c.rx_ring_full,
                     c.fill_ring_empty,
-                    c.rx_dropped
+                    c.rx_dropped,
+                    c.tx_ring_full
                 );
             }
         }
     }
-    flood_table(
-        &mut o,
-        "forward path: trafgen UDP flood 198.18.0.1 -> 198.18.0.10:9 (forwarded to the sink)",
-        &r.forward,
-    );
     let _ = writeln!(o, "\nlatency: {RTT_BYTES}-byte TCP echo round trips gen -> middle -> sink and back");
     let _ = writeln!(
         o,
