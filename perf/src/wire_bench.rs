@@ -570,7 +570,10 @@ impl Stop {
     fn install() -> Result<Stop> {
         let f = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(sig, f.clone()).context("cannot install the signal handler")?;
+            // A second signal while cleaning up ends the process at once.
+            signal_hook::flag::register_conditional_shutdown(sig, 1, f.clone())
+                .and_then(|_| signal_hook::flag::register(sig, f.clone()))
+                .context("cannot install the signal handler")?;
         }
         Ok(Stop(f))
     }
