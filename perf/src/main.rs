@@ -7,6 +7,7 @@ use std::time::Duration;
 
 mod engine_bench;
 mod policy_bench;
+mod wire_bench;
 
 #[derive(Parser, Debug)]
 #[command(name = "scrubber-perf", version, about = "Benchmarks for the scrubber engine and data plane")]
@@ -37,6 +38,9 @@ enum Cmd {
     /// Rule-policy compile time, table memory, LPM lookups/s and judge() calls/s for synthetic
     /// country-sized prefix lists in a 10-rule policy.
     Policy(policy_bench::Args),
+    /// End to end on veth (root): drop path, forward path and TCP latency through the bare AF_XDP
+    /// loops, `scrubber run` and the Linux kernel, in one run, with ratios scrubber / bare.
+    Wire(wire_bench::Args),
 }
 
 fn main() -> Result<()> {
@@ -82,6 +86,7 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Policy(args) => policy_bench::main(&args)?,
+        Cmd::Wire(args) => wire_bench::main(&args)?,
     }
     Ok(())
 }
