@@ -322,6 +322,8 @@ pub struct Engine {
     pol: Prepared,
     /// `mode observe`: judge and count, forward everything, never answer.
     observe: bool,
+    /// The policy has rules or a default other than allow (else rules are skipped).
+    judge_rules: bool,
     /// Live connections per source (`max-conns`).
     conns: ConnCounts,
     /// Time of the first frame (start of the pickup window).
@@ -355,6 +357,7 @@ impl Engine {
         let mut e = Engine {
             pol,
             observe: false,
+            judge_rules: true,
             conns: ConnCounts::new(seed.rotate_left(17)),
             started_ns: None,
             frame_max_conns: None,
@@ -379,6 +382,8 @@ impl Engine {
             }
         }
         self.observe = self.pol.compiled.settings().mode == rulespec::ast::Mode::Observe;
+        self.judge_rules =
+            !self.pol.compiled.rules().is_empty() || self.pol.compiled.settings().default != Action::Allow;
     }
 
     /// Install a new policy between two frames (see [`crate::policy`]): one swap, no
@@ -728,7 +733,7 @@ impl Engine {
             }
             Net::Ipv4 | Net::Ipv6 => {}
         }
-        if dir == Direction::Inbound && !d.nd {
+        if dir == Direction::Inbound && !d.nd && self.judge_rules {
             if let Some(r) = self.rules(now, &d, frame) {
                 // `default deny` does not cut TCP connections the table tracks (e.g. ones a
                 // protected server opened itself); explicit rules do.
