@@ -29,6 +29,8 @@ use crate::engine::{Engine, FrameBuf};
 use crate::reload::PolicyInbox;
 use crate::telemetry::{Publisher, RingStats};
 use crate::verdict::{Direction, Verdict};
+use crate::wire::frame::{dissect, Frag};
+use crate::wire::{IPPROTO_TCP, IPPROTO_UDP};
 
 /// Frames read from one ring per iteration.
 pub const BATCH: usize = 64;
@@ -104,49 +106,32 @@ pub struct WorkerSetup {
 }
 
 /// Owner of a frame's flow among `n` workers: a hash of the (address, port) pairs taken in a
-/// fixed order so both directions agree. Non-TCP/UDP frames stay where they are (`None`).
+/// fixed order so both directions agree. Frames that are not unfragmented TCP or UDP stay where
+/// they are (`None`).
 #[inline]
 pub fn flow_owner(frame: &[u8], n: usize) -> Option<usize> {
     if n <= 1 {
         return None;
     }
-    let mut off = 12;
-    let mut et = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
-    let mut tags = 0;
-    while (et == 0x8100 || et == 0x88a8) && tags < 2 {
-        off += 4;
-        et = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
-        tags += 1;
-    }
-    let l3 = off + 2;
-    let (a, b, proto, l4) = match et {
-        0x0800 => {
-            let ihl = usize::from(frame.get(l3)? & 0x0f) * 4;
-            let frag = u16::from_be_bytes([*frame.get(l3 + 6)?, *frame.get(l3 + 7)?]) & 0x3fff;
-            if frag != 0 {
-                return None;
-            }
-            (frame.get(l3 + 12..l3 + 16)?, frame.get(l3 + 16..l3 + 20)?, *frame.get(l3 + 9)?, l3 + ihl)
-        }
-        0x86dd => (frame.get(l3 + 8..l3 + 24)?, frame.get(l3 + 24..l3 + 40)?, *frame.get(l3 + 6)?, l3 + 40),
-        _ => return None,
-    };
-    if proto != 6 && proto != 17 {
+    let d = dissect(frame).ok()?;
+    if !matches!(d.proto, IPPROTO_TCP | IPPROTO_UDP) || d.frag != Frag::None {
         return None;
     }
-    let pa = frame.get(l4..l4 + 2)?;
-    let pb = frame.get(l4 + 2..l4 + 4)?;
-    let (x, y) = if (a, pa) <= (b, pb) { ((a, pa), (b, pb)) } else { ((b, pb), (a, pa)) };
-    let mut key = [0u8; 40];
-    key[..x.0.len()].copy_from_slice(x.0);
-    key[16..18].copy_from_slice(x.1);
-    key[18..18 + y.0.len()].copy_from_slice(y.0);
-    key[34..36].copy_from_slice(y.1);
-    key[36] = proto;
+    let ports = frame.get(d.l4_off..d.l4_off + 4).filter(|_| d.l4_len >= 4)?;
+    let a = (&d.src, [ports[0], ports[1]]);
+    let b = (&d.dst, [ports[2], ports[3]]);
+    let (x, y) = if a <= b { (a, b) } else { (b, a) };
+    let mut key = [0u8; 37];
+    key[..16].copy_from_slice(x.0);
+    key[16..18].copy_from_slice(&x.1);
+    key[18..34].copy_from_slice(y.0);
+    key[34..36].copy_from_slice(&y.1);
+    key[36] = d.proto;
     Some((xxh3_64(&key) % n as u64) as usize)
 }
 
-fn now_ns() -> u64 {
+/// Wall-clock nanoseconds since the UNIX epoch: the engine's clock.
+pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
@@ -272,7 +257,7 @@ pub fn worker_main(
                         }
                     }
                 }
-                judge(&mut w, &mut engine, now, dir, &mut d, &mut spare, &mut empty, &mut out, side);
+                judge(&mut w, &mut engine, now, dir, &mut d, &mut spare, &mut empty, &mut out);
             }
             flush(&mut w, &mut out, side, &mut ls);
         }
@@ -298,11 +283,12 @@ pub fn worker_main(
                 d.set_len(len);
                 ls.handoffs_in += 1;
                 let side = if h.dir == Direction::Inbound { Side::Ext } else { Side::Int };
-                judge(&mut w, &mut engine, now, h.dir, &mut d, &mut spare, &mut empty, &mut out, side);
+                judge(&mut w, &mut engine, now, h.dir, &mut d, &mut spare, &mut empty, &mut out);
                 flush(&mut w, &mut out, side, &mut ls);
             }
             work += taken;
         }
+        // Drops were recycled by the flushes: a spare judge could not get may be there now.
         if spare.is_none() {
             spare = w.alloc_frame();
         }
@@ -348,7 +334,6 @@ fn judge(
     spare: &mut Option<Desc>,
     empty: &mut [u8; 0],
     out: &mut Out,
-    side: Side,
 ) {
     let len = d.len();
     let verdict = match spare {
@@ -376,7 +361,6 @@ fn judge(
             None => Verdict::Drop(crate::verdict::DropReason::NoBufferRoom),
         },
     };
-    let _ = side;
     match verdict {
         Verdict::Forward => {
             out.fwd[out.nfwd] = *d;

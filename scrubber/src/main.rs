@@ -14,7 +14,7 @@ mod stats_cmd;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use scrubber::cookie::CookieKey;
-use scrubber::reload::{load_policy, PolicyLoadError};
+use scrubber::reload::{load_policy, LoadedPolicy, PolicyLoadError};
 use scrubber::replay::{self, ReplayError, ReplayOptions};
 use scrubber::{Engine, EngineConfig, Protected, SynMode};
 use std::path::{Path, PathBuf};
@@ -217,50 +217,18 @@ fn cmd_check(a: CheckArgs) -> Result<()> {
 }
 
 fn cmd_replay(a: ReplayArgs) -> Result<()> {
-    let mut settings_secret = None;
-    let mut settings_sessions = None;
-    let (protect, policy) = match &a.rules {
-        Some(path) => {
-            let l = match load_policy(path) {
-                Ok(l) => l,
-                Err(PolicyLoadError::Invalid { path, errors, rendered, .. }) => {
-                    eprintln!("{rendered}");
-                    bail!("{path}: {errors} error(s): fix the rule file (see `scrubber check {path}`)")
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if l.warning_count > 0 {
-                eprintln!("{}", l.warnings);
-            }
-            let st = l.compiled.settings();
-            settings_secret = st.cookie_secret.clone();
-            settings_sessions = Some(usize::try_from(st.sessions).unwrap_or(usize::MAX));
-            (Vec::new(), Some(l.compiled))
-        }
-        None => {
-            if a.protect.is_empty() {
-                bail!("give at least one --protect IP[:PORT] (e.g. --protect 198.18.0.10:80), or --rules FILE");
-            }
-            let mut protect = Vec::with_capacity(a.protect.len());
-            for p in &a.protect {
-                let t = rulespec::parse_target(p).with_context(|| format!("bad --protect value '{p}'"))?;
-                if let Some(w) = rulespec::target_warning(p) {
-                    eprintln!("warning: --protect {w}");
-                }
-                protect.push(Protected { addr: t.addr, port: t.port });
-            }
-            (protect, None)
-        }
-    };
-    let sessions = a.sessions.or(settings_sessions).unwrap_or(65_536);
+    if a.rules.is_none() && a.protect.is_empty() {
+        bail!("give at least one --protect IP[:PORT] (e.g. --protect 198.18.0.10:80), or --rules FILE");
+    }
+    let (protect, loaded) = policy_from_args(a.rules.as_deref(), &a.protect)?;
+    let settings = loaded.as_ref().map(|l| l.compiled.settings());
+    let sessions =
+        a.sessions.or(settings.map(|st| usize::try_from(st.sessions).unwrap_or(usize::MAX))).unwrap_or(65_536);
     if sessions == 0 {
         bail!("--sessions 0: the session table needs at least one slot (default 65536)");
     }
-    let cookie_key = match (&a.cookie_secret, &settings_secret) {
-        (Some(path), _) => load_secret(path)?,
-        (None, Some(path)) => load_secret(Path::new(path)).context("the rule file's cookie-secret setting")?,
-        (None, None) => random_secret()?,
-    };
+    let cookie_key = cookie_key(a.cookie_secret.as_deref(), settings.and_then(|st| st.cookie_secret.as_deref()))?;
+    let policy = loaded.map(|l| l.compiled);
     let cfg = EngineConfig {
         protect,
         policy,
@@ -299,13 +267,45 @@ fn print_summary(s: &replay::Summary, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Read a cookie secret file (`#` comment lines ignored, one line of 32 hex digits).
-fn load_secret(path: &Path) -> Result<[u8; 16]> {
-    Ok(CookieKey::load(path)?.bytes())
+/// The policy given on the command line (`replay`, `run`): `--rules FILE` loaded (its warnings
+/// printed; its errors printed and refused), or the `--protect IP[:PORT]` targets parsed.
+fn policy_from_args(rules: Option<&Path>, protect: &[String]) -> Result<(Vec<Protected>, Option<LoadedPolicy>)> {
+    if let Some(path) = rules {
+        return match load_policy(path) {
+            Ok(l) => {
+                if l.warning_count > 0 {
+                    eprintln!("{}", l.warnings);
+                }
+                Ok((Vec::new(), Some(l)))
+            }
+            Err(PolicyLoadError::Invalid { path, errors, rendered, .. }) => {
+                eprintln!("{rendered}");
+                bail!("{path}: {errors} error(s): fix the rule file (see `scrubber check {path}`)")
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
+    let mut targets = Vec::with_capacity(protect.len());
+    for p in protect {
+        let t = rulespec::parse_target(p).with_context(|| format!("bad --protect value '{p}'"))?;
+        if let Some(w) = rulespec::target_warning(p) {
+            eprintln!("warning: --protect {w}");
+        }
+        targets.push(Protected { addr: t.addr, port: t.port });
+    }
+    Ok((targets, None))
 }
 
-fn random_secret() -> Result<[u8; 16]> {
-    Ok(CookieKey::random().context("cannot get random bytes from the OS")?.bytes())
+/// The SYN-cookie secret: the `--cookie-secret` file, else the rule file's `cookie-secret`
+/// setting, else random. Files hold one line of 32 hex digits (`#` comment lines ignored).
+fn cookie_key(arg: Option<&Path>, setting: Option<&str>) -> Result<[u8; 16]> {
+    Ok(match (arg, setting) {
+        (Some(path), _) => CookieKey::load(path)?.bytes(),
+        (None, Some(path)) => {
+            CookieKey::load(Path::new(path)).context("the rule file's cookie-secret setting")?.bytes()
+        }
+        (None, None) => CookieKey::random().context("cannot get random bytes from the OS")?.bytes(),
+    })
 }
 
 fn cmd_gen_secret() -> Result<()> {

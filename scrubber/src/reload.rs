@@ -102,10 +102,15 @@ impl FileStamps {
         )
     }
 
+    /// The same files stamped again now.
+    pub fn restamp(&self) -> Self {
+        let names: Vec<String> = self.0.iter().map(|(f, _)| f.clone()).collect();
+        FileStamps::of(&names)
+    }
+
     /// Whether any file changed (or appeared, or vanished) since these stamps.
     pub fn changed(&self) -> bool {
-        let names: Vec<String> = self.0.iter().map(|(f, _)| f.clone()).collect();
-        FileStamps::of(&names) != *self
+        self.restamp() != *self
     }
 }
 
@@ -248,7 +253,7 @@ impl Reloader {
             Ok(l) => l,
             Err(e) => {
                 // Do not retry the same broken files on every poll: wait for the next change.
-                self.stamps = FileStamps::of(&self.stamps.0.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>());
+                self.stamps = self.stamps.restamp();
                 return Err(e.into());
             }
         };

@@ -2,19 +2,18 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use scrubber::cookie::CookieKey;
 use scrubber::dataplane::{self, Poll, Shared, WorkerSetup};
-use scrubber::engine::{Engine, EngineConfig, Protected, SynMode};
+use scrubber::engine::{Engine, EngineConfig, SynMode};
 use scrubber::knobs::{KnobConfig, Knobs};
 use scrubber::preflight::{self, PreflightConfig};
-use scrubber::reload::{load_policy, policy_channels, PolicyLoadError, Reloader};
+use scrubber::reload::{policy_channels, Reloader};
 use scrubber::signals::Signals;
 use scrubber::telemetry::{self, Publisher, ServerInfo, StatsServer, WorkerStats};
 use scrubber_xsk::{AttachMode, Fallback, WorkerConfig, XdpProgram, ZeroCopy};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Run the scrubber between two interfaces (AF_XDP).
 ///
@@ -130,10 +129,6 @@ fn parse_cores(s: &str) -> Result<Vec<usize>> {
     Ok(v)
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-}
-
 /// Run `scrubber run`.
 pub fn run(a: RunArgs) -> Result<()> {
     let cores = parse_cores(&a.cores)?;
@@ -144,35 +139,10 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
 
     // The policy.
-    let (protect, loaded) = match &a.rules {
-        Some(p) => match load_policy(p) {
-            Ok(l) => {
-                if l.warning_count > 0 {
-                    eprintln!("{}", l.warnings);
-                }
-                (Vec::new(), Some(l))
-            }
-            Err(PolicyLoadError::Invalid { path, errors, rendered, .. }) => {
-                eprintln!("{rendered}");
-                bail!("{path}: {errors} error(s): fix the rule file (check it with `scrubber check {path}`)")
-            }
-            Err(e) => return Err(e.into()),
-        },
-        None => {
-            let mut v = Vec::new();
-            for p in &a.protect {
-                let t = rulespec::parse_target(p).with_context(|| format!("bad --protect value '{p}'"))?;
-                v.push(Protected { addr: t.addr, port: t.port });
-            }
-            (v, None)
-        }
-    };
+    let (protect, loaded) = crate::policy_from_args(a.rules.as_deref(), &a.protect)?;
     let settings = loaded.as_ref().map(|l| l.compiled.settings().clone());
-    let cookie_key = match (&a.cookie_secret, settings.as_ref().and_then(|s| s.cookie_secret.clone())) {
-        (Some(p), _) => CookieKey::load(p)?.bytes(),
-        (None, Some(p)) => CookieKey::load(Path::new(&p)).context("the rule file's cookie-secret setting")?.bytes(),
-        (None, None) => CookieKey::random().context("cannot get random bytes from the OS")?.bytes(),
-    };
+    let cookie_key =
+        crate::cookie_key(a.cookie_secret.as_deref(), settings.as_ref().and_then(|s| s.cookie_secret.as_deref()))?;
     let sessions = a
         .sessions
         .or(settings.as_ref().map(|s| usize::try_from(s.sessions).unwrap_or(usize::MAX) / workers))
@@ -327,7 +297,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         };
         if hup || changed {
             let why = if hup { "SIGHUP" } else { "file changed" };
-            match r.reload(now_ns()) {
+            match r.reload(dataplane::now_ns()) {
                 Ok(l) => {
                     let d = format!(
                         "{} (generation {:016x})",
