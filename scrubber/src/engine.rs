@@ -544,7 +544,8 @@ impl Engine {
         } else {
             None
         };
-        let ip_len = (frame.len - d.l3_off).min(usize::from(u16::MAX)) as u16;
+        // From the IP header, not the frame: Ethernet padding is not part of the packet.
+        let ip_len = (d.l4_off + d.l4_len - d.l3_off).min(usize::from(u16::MAX)) as u16;
         let pkt = Packet {
             v6: d.v6,
             src: &d.src,

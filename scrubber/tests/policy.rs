@@ -187,6 +187,22 @@ fn per_source_limit_under_random_source_flood() {
 }
 
 #[test]
+fn len_is_the_ip_packet_length_not_the_padded_frame() {
+    let mut e = engine(&format!("{BASE}\ndeny proto udp len 0-40\n"));
+    // 4 bytes of UDP payload: a 32-byte IP packet in a frame padded to the 60-byte minimum.
+    let mut f = udp("198.19.1.1", "198.18.0.10", 53, 4);
+    assert_eq!(f.len(), 46);
+    f.resize(60, 0);
+    assert_eq!(v_in(&mut e, T0, &f), Verdict::Drop(DropReason::RuleDeny));
+    assert_eq!(
+        v_in(&mut e, T0, &udp("198.19.1.1", "198.18.0.10", 53, 12)),
+        Verdict::Drop(DropReason::RuleDeny),
+        "40 bytes"
+    );
+    assert_eq!(v_in(&mut e, T0, &udp("198.19.1.1", "198.18.0.10", 53, 13)), Verdict::Forward, "41 bytes");
+}
+
+#[test]
 fn aggregate_limit_and_bps() {
     let mut e = engine(&format!("{BASE}\nlimit to servers proto udp aggregate 80kbps burst 1000\n"));
     // 1000 bytes of burst: 10 packets of 100-byte IP packets... frames are 28 + payload.
