@@ -695,8 +695,9 @@ impl Topology {
     fn pin_napi(&self, cpu: usize, fifo: bool) -> Result<usize> {
         let mut n = 0;
         for ifn in [&self.ext, &self.int] {
-            let prefix: String = format!("napi/{ifn}-").chars().take(15).collect();
-            for pid in napi_threads(&prefix) {
+            let threads = scrubber::knobs::napi_threads(Path::new("/proc"), ifn)
+                .with_context(|| format!("finding the NAPI threads of {ifn}"))?;
+            for pid in threads.iter().map(|t| t.pid) {
                 run(Command::new("taskset").args(["-p", "-c", &cpu.to_string(), &pid.to_string()]))?;
                 if fifo {
                     run(Command::new("chrt").args(["-f", "-p", "50", &pid.to_string()]))?;
@@ -732,15 +733,6 @@ impl Drop for Topology {
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(format!("/run/{}", self.tag));
     }
-}
-
-/// PIDs of kernel threads whose name starts with `prefix`.
-fn napi_threads(prefix: &str) -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with(prefix)))
-        .collect()
 }
 
 fn cpu_sample(cpu: usize) -> Option<(u64, u64)> {
