@@ -219,23 +219,7 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
     let mut scrubber = match a.middle {
         MiddleArg::Scrubber => {
             println!("==> starting the scrubber in {ns_m}: ext (switch side) / int (server side), SYN proxy for 198.18.0.10:80 and [2001:2::10]:80");
-            let argv = args(&[
-                "run",
-                "--ext",
-                "ext",
-                "--int",
-                "int",
-                "--protect",
-                "198.18.0.10:80",
-                "--protect",
-                "[2001:2::10]:80",
-                "--syn-mode",
-                "proxy",
-                "--cores",
-                "0",
-                "--socket",
-                &socket.to_string_lossy(),
-            ]);
+            let argv = scrubber::lab::run_argv(&socket.to_string_lossy(), &scrubber::lab::PROTECT_LAB_SERVER);
             let child = NsChild::spawn(Some(&ns_m), &exe_s, &argv, true)?;
             child.on_stderr_line(|l| eprintln!("    scrubber| {l}"));
             Some(child)

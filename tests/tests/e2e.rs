@@ -220,8 +220,7 @@ impl Lab {
 
     fn start_scrubber_with(&mut self, policy: &[&str]) {
         assert!(self.scrubber.is_none());
-        let mut argv = s(&["run", "--ext", "ext", "--int", "int", "--cores", "0", "--socket", &self.socket]);
-        argv.extend(s(policy));
+        let argv = scrubber::lab::run_argv(&self.socket, policy);
         let c = NsChild::spawn(Some(&self.topo.ns(Role::Middle)), &self.exe, &argv, true).expect("start scrubber run");
         self.scrubber = Some(c);
         std::thread::sleep(Duration::from_millis(300));

@@ -101,6 +101,20 @@ fn fmt_stderr(s: &str) -> String {
     }
 }
 
+/// The `scrubber run` command line of the lab's middle box: its `ext` and `int` interfaces, one
+/// worker on core 0, the stats socket `socket`, and `policy` (e.g. [`PROTECT_LAB_SERVER`] or
+/// `--rules FILE`).
+pub fn run_argv(socket: &str, policy: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> =
+        ["run", "--ext", "ext", "--int", "int", "--cores", "0", "--socket", socket].map(String::from).to_vec();
+    v.extend(policy.iter().map(|p| p.to_string()));
+    v
+}
+
+/// The lab's default policy: the SYN proxy for the server's port 80, IPv4 and IPv6.
+pub const PROTECT_LAB_SERVER: [&str; 6] =
+    ["--protect", "198.18.0.10:80", "--protect", "[2001:2::10]:80", "--syn-mode", "proxy"];
+
 /// True when the effective user id is 0 (read from `/proc/self/status`, no libc).
 pub fn is_root() -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
