@@ -45,6 +45,23 @@ apt_install ip:iproute2 tc:iproute2 ethtool:ethtool hping3:hping3 trafgen:netsni
     tcpdump:tcpdump curl:curl kill:procps sysctl:procps nsenter:util-linux timeout:coreutils
 
 # ---------------------------------------------------------------------------------------------
+# Style gates: formatting, lints and documentation, as CI enforces them.
+for c in rustfmt clippy; do
+    if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        say "rustup component add $c"
+        rustup component add "$c"
+    fi
+done
+say "cargo fmt --all -- --check"
+cargo fmt --all -- --check || { echo "error: unformatted code: run \`cargo fmt --all\`" >&2; exit 1; }
+say "cargo clippy --workspace --all-targets --locked -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "cargo doc --workspace --no-deps --locked (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+say "cargo build -p scrubber --no-default-features --locked (the appliance without the lab)"
+cargo build -p scrubber --no-default-features --locked
+
+# ---------------------------------------------------------------------------------------------
 # Tests
 # The end-to-end tests (tests/tests/e2e.rs, root only) run the release binary in the lab's
 # namespaces: build it first and point them at it.

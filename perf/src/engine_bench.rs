@@ -6,8 +6,8 @@
 //! handshakes), so the table holds exactly what it would hold in service.
 
 use rulespec::Compiled;
+use scrubber::engine::verdict::{Direction, Verdict};
 use scrubber::engine::{Engine, EngineConfig, FrameBuf, Protected, SynMode};
-use scrubber::verdict::{Direction, Verdict};
 use scrubber::wire::builder::TcpFrame;
 use scrubber::wire::tcp::flags as tf;
 use std::net::{IpAddr, Ipv4Addr};
@@ -200,6 +200,9 @@ impl Bench {
         expect: Verdict,
     ) -> Figure {
         // Warm-up and verdict check.
+        if budget.is_zero() {
+            return Figure { path, sessions, mpps: 0.0, ns_per_frame: 0.0, frames: 0 };
+        }
         for f in pool.iter().take(1024) {
             let v = self.process(dir, f);
             assert_eq!(v, expect, "{path}: unexpected verdict");
@@ -224,7 +227,9 @@ impl Bench {
 }
 
 /// Run the engine benchmark for each table population in `populations`.
-pub fn run(populations: &[usize], budget: Duration, progress: &mut dyn FnMut(&str)) -> Report {
+pub fn run(populations: &[usize], budget: Duration, only: &[String], progress: &mut dyn FnMut(&str)) -> Report {
+    let budget_of =
+        |path: &str| if only.is_empty() || only.iter().any(|p| p == path) { budget } else { Duration::ZERO };
     let mut figures = vec![];
     let mut table_bytes = vec![];
     let mut bytes_per_slot = 0;
@@ -271,7 +276,7 @@ pub fn run(populations: &[usize], budget: Duration, progress: &mut dyn FnMut(&st
             k,
             Direction::Inbound,
             &ackpsh,
-            budget,
+            budget_of("ack_psh_drop"),
             Verdict::Drop(scrubber::DropReason::AckNoSession),
         ));
 
@@ -287,7 +292,7 @@ pub fn run(populations: &[usize], budget: Duration, progress: &mut dyn FnMut(&st
                 0,
                 Direction::Inbound,
                 &ackpsh,
-                budget,
+                budget_of("ack_psh_drop_policy"),
                 Verdict::Drop(scrubber::DropReason::AckNoSession),
             ));
             drop(p);
@@ -298,7 +303,7 @@ pub fn run(populations: &[usize], budget: Duration, progress: &mut dyn FnMut(&st
                 0,
                 Direction::Inbound,
                 &ackpsh,
-                budget,
+                budget_of("ack_psh_drop_nopolicy"),
                 Verdict::Drop(scrubber::DropReason::AckNoSession),
             ));
             drop(q);
@@ -307,15 +312,32 @@ pub fn run(populations: &[usize], budget: Duration, progress: &mut dyn FnMut(&st
         // SYN → cookie SYN-ACK.
         let syns: Vec<Vec<u8>> = (0..65536).map(|i| syn_frame(k + fresh + i, rng.next()).build()).collect();
         progress("measuring SYN → cookie SYN-ACK");
-        figures.push(b.measure("syn_cookie_answer", k, Direction::Inbound, &syns, budget, Verdict::Reply));
+        figures.push(b.measure(
+            "syn_cookie_answer",
+            k,
+            Direction::Inbound,
+            &syns,
+            budget_of("syn_cookie_answer"),
+            Verdict::Reply,
+        ));
 
         // Established forward (client data, seq/ack/TS translated), random sessions.
         progress("measuring established forward");
-        figures.push(b.measure("established_forward", k, Direction::Inbound, &data, budget, Verdict::Forward));
+        figures.push(b.measure(
+            "established_forward",
+            k,
+            Direction::Inbound,
+            &data,
+            budget_of("established_forward"),
+            Verdict::Forward,
+        ));
 
         // Valid cookie ACK → session + backend SYN: every frame must be a fresh handshake, so
         // this path runs over a fixed number of frames rather than a time budget.
         progress("preparing cookie ACKs");
+        if budget_of("cookie_ack_session").is_zero() {
+            continue;
+        }
         let acks: Vec<Vec<u8>> = (0..fresh).map(|i| b.cookie_ack(k + i).build()).collect();
         progress("measuring valid cookie ACK → session");
         let start = Instant::now();

@@ -34,6 +34,9 @@ enum Cmd {
         /// Pin the benchmark to this CPU core.
         #[arg(long)]
         core: Option<usize>,
+        /// Measure only these paths (comma-separated names as in the output; default: all).
+        #[arg(long, value_delimiter = ',')]
+        paths: Vec<String>,
     },
     /// Rule-policy compile time, table memory, LPM lookups/s and judge() calls/s for synthetic
     /// country-sized prefix lists in a 10-rule policy.
@@ -46,7 +49,7 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Engine { json, sessions, ms, core } => {
+        Cmd::Engine { json, sessions, ms, core, paths } => {
             if sessions.is_empty() || sessions.iter().any(|&s| s > 8_000_000) {
                 bail!("--sessions takes populations between 0 and 8000000");
             }
@@ -56,9 +59,9 @@ fn main() -> Result<()> {
             if cfg!(debug_assertions) {
                 eprintln!("warning: this is a debug build; run with `cargo run --release -p scrubber-perf -- engine`");
             }
-            let report = engine_bench::run(&sessions, Duration::from_millis(ms), &mut |m| eprintln!("… {m}"));
+            let report = engine_bench::run(&sessions, Duration::from_millis(ms), &paths, &mut |m| eprintln!("… {m}"));
             if json {
-                for f in &report.figures {
+                for f in report.figures.iter().filter(|f| f.frames > 0) {
                     println!(
                         "{}",
                         serde_json::json!({"path": f.path, "sessions": f.sessions, "mpps": (f.mpps * 100.0).round() / 100.0, "ns_per_frame": (f.ns_per_frame * 10.0).round() / 10.0})
@@ -72,7 +75,7 @@ fn main() -> Result<()> {
                 }
             } else {
                 println!("{:<22} {:>10} {:>10} {:>10}", "path", "sessions", "Mpps", "ns/frame");
-                for f in &report.figures {
+                for f in report.figures.iter().filter(|f| f.frames > 0) {
                     println!("{:<22} {:>10} {:>10.2} {:>10.1}", f.path, f.sessions, f.mpps, f.ns_per_frame);
                 }
                 println!();

@@ -1,6 +1,6 @@
 //! `scrubber-perf wire`: the end-to-end benchmark on veth, in one run.
 //!
-//! Topology (namespaces and interfaces named `wb<pid>…`, removed on exit, on error and on Ctrl-C):
+//! Line (namespaces and interfaces named `wb<pid>…`, removed on exit, on error and on Ctrl-C):
 //!
 //! ```text
 //!  gen ns                middle ns                         sink ns
@@ -33,29 +33,15 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
+use scrubber::tools::lab::line::{
+    in_ns, sh_in_ns, trafgen_config, Flood, IfStats, Interrupt, Line, Watched, GEN_MAC, PORT, SINK_IP, SINK_MAC,
+};
 use serde::Serialize;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The protected service and the sink's address.
-const SINK_IP: &str = "198.18.0.10";
-/// The generator's (legitimate client's) address.
-const GEN_IP: &str = "198.18.0.1";
-/// Protected TCP port (the echo server listens on it).
-const PORT: u16 = 80;
-/// UDP port of the forward-path flood (dropped by the sink's ingress hook).
-const UDP_PORT: u16 = 9;
-/// MAC of the generator's veth (locally administered).
-const GEN_MAC: [u8; 6] = [0x02, 0x00, 0x5b, 0x00, 0x00, 0x01];
-/// MAC of the sink's veth.
-const SINK_MAC: [u8; 6] = [0x02, 0x00, 0x5b, 0x00, 0x00, 0x02];
 /// Core of the generator, the latency client and the echo server.
 const GEN_CORE: usize = 0;
 /// Core of the middle's worker and of its veths' NAPI threads.
@@ -172,83 +158,6 @@ impl MiddleKind {
             MiddleKind::Kernel => "kernel",
         }
     }
-}
-
-/// Traffic a flood sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flood {
-    /// TCP ACK+PSH with 10 payload bytes from random spoofed 198.19.0.0/16 sources and ports to
-    /// 198.18.0.10:80: no session exists, a scrubber must drop every one.
-    AckPsh,
-    /// UDP from 198.18.0.1 (64 source ports) to 198.18.0.10:9: valid traffic every middle
-    /// forwards.
-    Udp,
-}
-
-/// Format a MAC address as trafgen and ip(8) read it.
-pub fn mac_str(m: &[u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
-/// The trafgen packet configuration of a flood (64-byte frames).
-pub fn trafgen_config(flood: Flood, src_mac: &[u8; 6], dst_mac: &[u8; 6]) -> String {
-    let eth = format!("  eth(da={}, sa={}),\n", mac_str(dst_mac), mac_str(src_mac));
-    match flood {
-        Flood::AckPsh => format!(
-            "{{\n{eth}  ipv4(sa=198.19.0.0, sa[2:2]=drnd(), da={SINK_IP}, ttl=64),\n  \
-             tcp(sp=drnd(1024, 65535), dp={PORT}, seq=drnd(), aseq=drnd(), ack, psh, win=512),\n  \
-             fill(0x41, 10)\n}}\n"
-        ),
-        Flood::Udp => format!(
-            "{{\n{eth}  ipv4(sa={GEN_IP}, da={SINK_IP}, ttl=64),\n  \
-             udp(sp=dinc(10000, 10063), dp={UDP_PORT}),\n  fill(0x42, 22)\n}}\n"
-        ),
-    }
-}
-
-/// Interface counters (from `ip -s -j link show`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct IfStats {
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Frames dropped on receive.
-    pub rx_dropped: u64,
-    /// Frames sent.
-    pub tx_packets: u64,
-    /// Frames dropped on transmit.
-    pub tx_dropped: u64,
-}
-
-impl IfStats {
-    fn delta(&self, before: &IfStats) -> IfStats {
-        IfStats {
-            rx_packets: self.rx_packets.saturating_sub(before.rx_packets),
-            rx_dropped: self.rx_dropped.saturating_sub(before.rx_dropped),
-            tx_packets: self.tx_packets.saturating_sub(before.tx_packets),
-            tx_dropped: self.tx_dropped.saturating_sub(before.tx_dropped),
-        }
-    }
-}
-
-/// Parse the output of `ip -s -j link show dev IF` (a JSON array with one interface).
-pub fn parse_ip_link_stats(json: &str) -> Result<IfStats> {
-    let v: serde_json::Value = serde_json::from_str(json).context("`ip -s -j link` did not print JSON")?;
-    let s = v
-        .get(0)
-        .and_then(|i| i.get("stats64"))
-        .ok_or_else(|| anyhow!("`ip -s -j link` printed no stats64 object (is iproute2 too old?)"))?;
-    let get = |dir: &str, k: &str| {
-        s.get(dir)
-            .and_then(|d| d.get(k))
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| anyhow!("`ip -s -j link`: no stats64.{dir}.{k}"))
-    };
-    Ok(IfStats {
-        rx_packets: get("rx", "packets")?,
-        rx_dropped: get("rx", "dropped")?,
-        tx_packets: get("tx", "packets")?,
-        tx_dropped: get("tx", "dropped")?,
-    })
 }
 
 /// Frames of one flood, from the counters of the gen veth (`g`) and the middle's ext veth (`e`)
@@ -394,347 +303,6 @@ fn rtt_client(addr: SocketAddr, secs: f64) -> Result<()> {
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------------
-// Commands, processes and cleanup.
-
-fn cmd_line(c: &Command) -> String {
-    std::iter::once(c.get_program()).chain(c.get_args()).map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")
-}
-
-/// Run a command to completion; its stdout, or an error naming the command and its stderr.
-fn run(c: &mut Command) -> Result<String> {
-    let line = cmd_line(c);
-    let out = c.stdin(Stdio::null()).output().with_context(|| format!("cannot run `{line}`"))?;
-    if !out.status.success() {
-        bail!("`{line}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn ip(args: &[&str]) -> Result<String> {
-    run(Command::new("ip").args(args))
-}
-
-/// A command run inside a namespace.
-fn in_ns(ns: &str, prog: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, prog]);
-    c
-}
-
-fn sh_in_ns(ns: &str, script: &str) -> Result<String> {
-    run(in_ns(ns, "sh").args(["-c", script]))
-}
-
-fn signal(target: &str, sig: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{sig}"), "--", target])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// A process we started: killed (its whole process group when it leads one) on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    group: bool,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Proc {
-    /// Start `c`; every line of its stdout and stderr is collected.
-    fn spawn(name: &str, mut c: Command, group: bool) -> Result<Proc> {
-        if group {
-            c.process_group(0);
-        }
-        let line = cmd_line(&c);
-        let mut child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {name}: `{line}`"))?;
-        let (tx, rx) = mpsc::channel();
-        if let Some(o) = child.stdout.take() {
-            let tx = tx.clone();
-            std::thread::spawn(move || BufReader::new(o).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
-        }
-        if let Some(e) = child.stderr.take() {
-            std::thread::spawn(move || BufReader::new(e).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
-        }
-        Ok(Proc { name: name.into(), child, group, lines: rx, log: Vec::new() })
-    }
-
-    fn drain(&mut self) {
-        while let Ok(l) = self.lines.try_recv() {
-            self.log.push(l);
-        }
-    }
-
-    fn tail(&mut self) -> String {
-        self.drain();
-        let n = self.log.len();
-        self.log[n.saturating_sub(12)..].join("\n")
-    }
-
-    /// Wait until a line satisfies `ready`; fails if the process exits or `timeout` passes.
-    fn wait_line(&mut self, stop: &Stop, timeout: Duration, ready: impl Fn(&str) -> bool) -> Result<()> {
-        let end = Instant::now() + timeout;
-        loop {
-            stop.check()?;
-            match self.lines.recv_timeout(Duration::from_millis(50)) {
-                Ok(l) => {
-                    let hit = ready(&l);
-                    self.log.push(l);
-                    if hit {
-                        return Ok(());
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = self.child.wait();
-                    let t = self.tail();
-                    bail!("{} exited before it was ready:\n{t}", self.name);
-                }
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(50));
-                let t = self.tail();
-                bail!("{} exited ({st}) before it was ready:\n{t}", self.name);
-            }
-            if Instant::now() > end {
-                let t = self.tail();
-                bail!("{} was not ready within {} s:\n{t}", self.name, timeout.as_secs());
-            }
-        }
-    }
-
-    /// Wait for the process to exit by itself, at most `timeout`; true if it did.
-    fn wait_exit(&mut self, stop: &Stop, timeout: Duration) -> Result<bool> {
-        let end = Instant::now() + timeout;
-        loop {
-            if self.child.try_wait()?.is_some() {
-                // Let the reader threads catch the last lines.
-                std::thread::sleep(Duration::from_millis(20));
-                self.drain();
-                return Ok(true);
-            }
-            stop.check()?;
-            if Instant::now() >= end {
-                return Ok(false);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Send `sig`, wait up to `grace`, then SIGKILL. Returns whether it exited on `sig`.
-    fn stop(&mut self, sig: &str, grace: Duration) -> bool {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            self.drain();
-            return true;
-        }
-        let target = if self.group { format!("-{}", self.child.id()) } else { self.child.id().to_string() };
-        signal(&target, sig);
-        let end = Instant::now() + grace;
-        while Instant::now() < end {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                std::thread::sleep(Duration::from_millis(20));
-                self.drain();
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        signal(&target, "KILL");
-        let _ = self.child.wait();
-        self.drain();
-        false
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.group {
-            // trafgen may leave a child behind: always sweep the group.
-            signal(&format!("-{}", self.child.id()), "KILL");
-        }
-        self.stop("KILL", Duration::from_millis(500));
-    }
-}
-
-/// Ctrl-C / SIGTERM, turned into an error at the next check.
-#[derive(Clone)]
-struct Stop(Arc<AtomicBool>);
-
-impl Stop {
-    fn install() -> Result<Stop> {
-        let f = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            // A second signal while cleaning up ends the process at once.
-            signal_hook::flag::register_conditional_shutdown(sig, 1, f.clone())
-                .and_then(|_| signal_hook::flag::register(sig, f.clone()))
-                .context("cannot install the signal handler")?;
-        }
-        Ok(Stop(f))
-    }
-
-    fn check(&self) -> Result<()> {
-        if self.0.load(Ordering::Relaxed) {
-            bail!("interrupted: cleaning up and stopping");
-        }
-        Ok(())
-    }
-
-    fn sleep(&self, d: Duration) -> Result<()> {
-        let end = Instant::now() + d;
-        while Instant::now() < end {
-            self.check()?;
-            std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
-        }
-        self.check()
-    }
-}
-
-/// The three namespaces and their veths; all removed on drop.
-struct Topology {
-    tag: String,
-    gen_ns: String,
-    mid_ns: String,
-    sink_ns: String,
-    gen_if: String,
-    ext: String,
-    int: String,
-    sink_if: String,
-    dir: PathBuf,
-    created: Vec<String>,
-}
-
-impl Topology {
-    fn create(tag: &str) -> Result<Topology> {
-        let mut t = Topology {
-            tag: tag.into(),
-            gen_ns: format!("{tag}g"),
-            mid_ns: format!("{tag}m"),
-            sink_ns: format!("{tag}s"),
-            gen_if: format!("{tag}g"),
-            ext: format!("{tag}e"),
-            int: format!("{tag}i"),
-            sink_if: format!("{tag}s"),
-            dir: std::env::temp_dir().join(tag),
-            created: Vec::new(),
-        };
-        std::fs::create_dir_all(&t.dir).with_context(|| format!("cannot create {}", t.dir.display()))?;
-        for ns in [t.gen_ns.clone(), t.mid_ns.clone(), t.sink_ns.clone()] {
-            ip(&["netns", "add", &ns])?;
-            t.created.push(ns.clone());
-            sh_in_ns(
-                &ns,
-                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
-            )?;
-        }
-        let (g, m, s) = (t.gen_ns.clone(), t.mid_ns.clone(), t.sink_ns.clone());
-        ip(&["link", "add", &t.gen_if, "netns", &g, "type", "veth", "peer", "name", &t.ext, "netns", &m])?;
-        ip(&["link", "add", &t.int, "netns", &m, "type", "veth", "peer", "name", &t.sink_if, "netns", &s])?;
-        ip(&["-n", &g, "link", "set", &t.gen_if, "address", &mac_str(&GEN_MAC)])?;
-        ip(&["-n", &s, "link", "set", &t.sink_if, "address", &mac_str(&SINK_MAC)])?;
-        for (ns, ifn) in [(&g, &t.gen_if), (&m, &t.ext), (&m, &t.int), (&s, &t.sink_if)] {
-            ip(&["-n", ns, "link", "set", ifn, "up"])?;
-        }
-        ip(&["-n", &g, "addr", "add", &format!("{GEN_IP}/24"), "dev", &t.gen_if])?;
-        ip(&["-n", &s, "addr", "add", &format!("{SINK_IP}/24"), "dev", &t.sink_if])?;
-        ip(&["-n", &g, "neigh", "add", SINK_IP, "lladdr", &mac_str(&SINK_MAC), "dev", &t.gen_if, "nud", "permanent"])?;
-        ip(&["-n", &s, "neigh", "add", GEN_IP, "lladdr", &mac_str(&GEN_MAC), "dev", &t.sink_if, "nud", "permanent"])?;
-        run(in_ns(&g, "ethtool").args(["-K", &t.gen_if, "tx", "off"]))?;
-        run(in_ns(&s, "ethtool").args(["-K", &t.sink_if, "tx", "off"]))?;
-        // Threaded NAPI on the middle's veths, so that their receive work is a thread we can
-        // pin to the middle's core. veth has a NAPI instance only with GRO on or XDP attached;
-        // the setting survives GRO going off and applies to NAPI instances created later.
-        for ifn in [&t.ext, &t.int] {
-            sh_in_ns(
-                &m,
-                &format!(
-                    "ethtool -K {ifn} gro on && echo 1 > /sys/class/net/{ifn}/threaded && ethtool -K {ifn} gro off"
-                ),
-            )
-            .context("enabling threaded NAPI on the middle's veths")?;
-        }
-        // The sink drops the floods at ingress (its rx counters still see them).
-        let rules = format!(
-            "table netdev wb {{\n  chain sinkdrop {{\n    type filter hook ingress device \"{}\" priority 0;\n    \
-             ip saddr 198.19.0.0/16 drop\n    udp dport {UDP_PORT} drop\n  }}\n}}",
-            t.sink_if
-        );
-        t.nft(&s, "sink.nft", &rules).context("installing the sink's ingress drop rules")?;
-        Ok(t)
-    }
-
-    /// Load an nftables ruleset into namespace `ns` (through a file: nft reads blocks only there).
-    fn nft(&self, ns: &str, file: &str, rules: &str) -> Result<()> {
-        let f = self.dir.join(file);
-        std::fs::write(&f, format!("{rules}\n")).with_context(|| format!("cannot write {}", f.display()))?;
-        run(in_ns(ns, "nft").arg("-f").arg(&f))?;
-        Ok(())
-    }
-
-    fn stats(&self, ns: &str, ifn: &str) -> Result<IfStats> {
-        parse_ip_link_stats(&ip(&["-n", ns, "-s", "-j", "link", "show", "dev", ifn])?)
-    }
-
-    /// Counters of gen, ext and sink.
-    fn snapshot(&self) -> Result<[IfStats; 3]> {
-        Ok([
-            self.stats(&self.gen_ns, &self.gen_if)?,
-            self.stats(&self.mid_ns, &self.ext)?,
-            self.stats(&self.sink_ns, &self.sink_if)?,
-        ])
-    }
-
-    /// Pin the NAPI threads of the middle's veths to `cpu`; with `fifo`, also SCHED_FIFO 50
-    /// (else SCHED_OTHER). Returns how many threads were found.
-    fn pin_napi(&self, cpu: usize, fifo: bool) -> Result<usize> {
-        let mut n = 0;
-        for ifn in [&self.ext, &self.int] {
-            let threads = scrubber::knobs::napi_threads(Path::new("/proc"), ifn)
-                .with_context(|| format!("finding the NAPI threads of {ifn}"))?;
-            for pid in threads.iter().map(|t| t.pid) {
-                run(Command::new("taskset").args(["-p", "-c", &cpu.to_string(), &pid.to_string()]))?;
-                if fifo {
-                    run(Command::new("chrt").args(["-f", "-p", "50", &pid.to_string()]))?;
-                } else {
-                    run(Command::new("chrt").args(["-o", "-p", "0", &pid.to_string()]))?;
-                }
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// The NAPI deferral knobs of `scrubber run --napi-tune`, on (`true`) or off.
-    fn napi_defer(&self, on: bool) -> Result<()> {
-        let (d, g) = if on { (2, 20_000) } else { (0, 0) };
-        for ifn in [&self.ext, &self.int] {
-            sh_in_ns(
-                &self.mid_ns,
-                &format!(
-                    "echo {d} > /sys/class/net/{ifn}/napi_defer_hard_irqs && echo {g} > /sys/class/net/{ifn}/gro_flush_timeout"
-                ),
-            )?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in self.created.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(format!("/run/{}", self.tag));
-    }
-}
-
 fn cpu_sample(cpu: usize) -> Option<(u64, u64)> {
     parse_proc_stat_cpu(&std::fs::read_to_string("/proc/stat").ok()?, cpu)
 }
@@ -752,8 +320,8 @@ fn busy_pct(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
 struct Middle<'t> {
     kind: MiddleKind,
     poll: Option<PollVariant>,
-    topo: &'t Topology,
-    proc: Option<Proc>,
+    topo: &'t Line,
+    proc: Option<Watched>,
     socket: Option<PathBuf>,
     napi_threads: usize,
     defer_set: bool,
@@ -762,11 +330,11 @@ struct Middle<'t> {
 
 impl<'t> Middle<'t> {
     fn start(
-        topo: &'t Topology,
+        topo: &'t Line,
         bins: &Path,
         kind: MiddleKind,
         poll: Option<PollVariant>,
-        stop: &Stop,
+        stop: &Interrupt,
     ) -> Result<Middle<'t>> {
         let mut m =
             Middle { kind, poll, topo, proc: None, socket: None, napi_threads: 0, defer_set: false, kernel_set: false };
@@ -780,7 +348,7 @@ impl<'t> Middle<'t> {
                 // The same UMEM size as `scrubber run` with its default 1024-entry rings (8192
                 // frames); xdp-bare's fill and completion rings stay at 1024 (the scrubber's are 2048).
                 c.args(["--poll", p.poll_arg(), "--seconds", "900", "--json", "--frames", "8192"]);
-                let mut pr = Proc::spawn(kind.name(), c, false)?;
+                let mut pr = Watched::spawn(kind.name(), c, false)?;
                 pr.wait_line(stop, Duration::from_secs(15), |l| l.contains("\"event\":\"start\""))?;
                 m.proc = Some(pr);
                 if p.tuned() {
@@ -798,7 +366,7 @@ impl<'t> Middle<'t> {
                     c.arg("--napi-tune");
                 }
                 c.arg("--socket").arg(&sock);
-                let mut pr = Proc::spawn("scrubber run", c, false)?;
+                let mut pr = Watched::spawn("scrubber run", c, false)?;
                 pr.wait_line(stop, Duration::from_secs(30), |l| l.starts_with("scrubber: running"))?;
                 m.proc = Some(pr);
                 m.socket = Some(sock);
@@ -842,7 +410,7 @@ impl<'t> Middle<'t> {
     }
 
     fn scrubber_counts(&self) -> Option<ScrubberCounts> {
-        let snap = scrubber::telemetry::fetch(self.socket.as_ref()?).ok()?;
+        let snap = scrubber::control::telemetry::fetch(self.socket.as_ref()?).ok()?;
         let t = snap.total();
         Some(ScrubberCounts {
             rx_inbound: t.counters.rx_inbound,
@@ -855,7 +423,7 @@ impl<'t> Middle<'t> {
         })
     }
 
-    /// Stop the middle and undo what was set for it. Returns a warning, if any.
+    /// Interrupt the middle and undo what was set for it. Returns a warning, if any.
     fn finish(&mut self) -> Option<String> {
         let mut warn = None;
         if let Some(mut p) = self.proc.take() {
@@ -984,15 +552,15 @@ pub struct LatencyResult {
 }
 
 struct Bench<'a> {
-    topo: &'a Topology,
+    topo: &'a Line,
     bins: PathBuf,
-    stop: Stop,
+    stop: Interrupt,
     secs: u64,
     warnings: Vec<String>,
 }
 
 impl Bench<'_> {
-    fn trafgen(&self, flood: Flood) -> Result<Proc> {
+    fn trafgen(&self, flood: Flood) -> Result<Watched> {
         let name = match flood {
             Flood::AckPsh => "ackpsh.cfg",
             Flood::Udp => "udp.cfg",
@@ -1006,7 +574,7 @@ impl Bench<'_> {
         // `-t 0` selects trafgen's sendto path: on veth a slow receiver holds the sender's skbs
         // (socket memory), and the TX_RING path then dies with EAGAIN, while sendto waits.
         c.args(["-n", &(MAX_PPS * self.secs).to_string(), "--cpus", "1", "-Q", "-t", "0"]);
-        Proc::spawn("trafgen", c, true)
+        Ok(Watched::spawn("trafgen", c, true)?)
     }
 
     /// Run one flood for at most `secs` seconds and wait for its last frames to land. Returns
@@ -1076,7 +644,7 @@ impl Bench<'_> {
         c.args(["-c", &GEN_CORE.to_string(), "chrt", "-f", "20"]);
         c.arg(&me).args(["wire", "--role", "rtt", "--addr", &format!("{SINK_IP}:{PORT}")]);
         c.args(["--role-secs", &rtt_secs.to_string()]);
-        let mut client = Proc::spawn("latency client", c, false)?;
+        let mut client = Watched::spawn("latency client", c, false)?;
         let done = client.wait_exit(&self.stop, Duration::from_secs_f64(rtt_secs + 15.0))?;
         let mut flood_pps = None;
         if let Some(mut f) = flood {
@@ -1257,7 +825,7 @@ pub fn main(a: &Args) -> Result<()> {
     find_root()?;
     check_tools()?;
     let bins = bin_dir(a)?;
-    let stop = Stop::install()?;
+    let stop = Interrupt::install()?;
     let loadavg = load_average();
     if let Some(l) = loadavg.filter(|&l| l > 0.5) {
         eprintln!("warning: load average {l:.2}: other work is running; the figures will be lower and noisier");
@@ -1265,12 +833,12 @@ pub fn main(a: &Args) -> Result<()> {
     let secs = if a.quick { 1 } else { a.seconds };
     let tag = format!("wb{}", std::process::id());
     eprintln!("… building the topology ({tag}g | {tag}m | {tag}s)");
-    let topo = Topology::create(&tag)?;
+    let topo = Line::create(&tag)?;
     let me = std::env::current_exe().context("cannot find this binary's path")?;
     let mut echo_cmd = in_ns(&topo.sink_ns, "taskset");
     echo_cmd.args(["-c", &GEN_CORE.to_string(), "chrt", "-f", "20"]);
     echo_cmd.arg(&me).args(["wire", "--role", "echo", "--addr", &format!("{SINK_IP}:{PORT}")]);
-    let _echo = Proc::spawn("echo server", echo_cmd, false)?;
+    let _echo = Watched::spawn("echo server", echo_cmd, false)?;
     stop.sleep(Duration::from_millis(200))?;
 
     let mut b = Bench { topo: &topo, bins, stop, secs, warnings: Vec::new() };
@@ -1517,37 +1085,6 @@ pub fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trafgen_ackpsh_config_spoofs_inside_198_19() {
-        let c = trafgen_config(Flood::AckPsh, &GEN_MAC, &SINK_MAC);
-        assert!(c.contains("da=02:00:5b:00:00:02, sa=02:00:5b:00:00:01"), "{c}");
-        // The source is 198.19.x.y: the first two bytes fixed, only the last two randomised.
-        assert!(c.contains("sa=198.19.0.0, sa[2:2]=drnd()"), "{c}");
-        assert!(c.contains("da=198.18.0.10"));
-        assert!(c.contains("dp=80") && c.contains("ack, psh") && !c.contains("syn"));
-        assert_eq!(c.matches('{').count(), c.matches('}').count());
-    }
-
-    #[test]
-    fn trafgen_udp_config_is_valid_traffic() {
-        let c = trafgen_config(Flood::Udp, &[0xaa, 0xbb, 0xcc, 0, 1, 0xff], &SINK_MAC);
-        assert!(c.contains("sa=aa:bb:cc:00:01:ff"), "{c}");
-        assert!(c.contains("ipv4(sa=198.18.0.1, da=198.18.0.10"));
-        assert!(c.contains("dp=9") && !c.contains("drnd"), "{c}");
-    }
-
-    #[test]
-    fn ip_link_json_counters() {
-        let j = r#"[{"ifindex":2,"ifname":"wb1e","stats64":{"rx":{"bytes":116941764,"packets":2000000,"errors":0,"dropped":84272,"over_errors":0,"multicast":0},"tx":{"bytes":10,"packets":3,"errors":0,"dropped":7,"carrier_errors":0,"collisions":0}}}]"#;
-        let s = parse_ip_link_stats(j).unwrap();
-        assert_eq!(s, IfStats { rx_packets: 2_000_000, rx_dropped: 84_272, tx_packets: 3, tx_dropped: 7 });
-        let d = s.delta(&IfStats { rx_packets: 1_000_000, rx_dropped: 84_000, tx_packets: 3, tx_dropped: 9 });
-        assert_eq!(d, IfStats { rx_packets: 1_000_000, rx_dropped: 272, tx_packets: 0, tx_dropped: 0 });
-        assert!(parse_ip_link_stats("[]").is_err());
-        assert!(parse_ip_link_stats(r#"[{"stats64":{"rx":{"packets":1}}}]"#).is_err());
-        assert!(parse_ip_link_stats("not json").is_err());
-    }
 
     #[test]
     fn flood_accounting() {

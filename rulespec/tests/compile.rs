@@ -145,7 +145,7 @@ fn one_rule(prelude: &str, cond: &str) -> Compiled {
 fn brute4(entries: &[(u32, u8, u32)], a: u32) -> u32 {
     let mut best: Option<(u8, u32)> = None;
     for &(p, l, v) in entries {
-        if mask4(a, l) == mask4(p, l) && best.map_or(true, |(bl, _)| l >= bl) {
+        if mask4(a, l) == mask4(p, l) && best.is_none_or(|(bl, _)| l >= bl) {
             best = Some((l, v));
         }
     }
@@ -155,7 +155,7 @@ fn brute4(entries: &[(u32, u8, u32)], a: u32) -> u32 {
 fn brute6(entries: &[(u128, u8, u32)], a: u128) -> u32 {
     let mut best: Option<(u8, u32)> = None;
     for &(p, l, v) in entries {
-        if mask6(a, l) == mask6(p, l) && best.map_or(true, |(bl, _)| l >= bl) {
+        if mask6(a, l) == mask6(p, l) && best.is_none_or(|(bl, _)| l >= bl) {
             best = Some((l, v));
         }
     }

@@ -1,41 +1,37 @@
-//! scrubber: an inline DDoS scrubbing engine.
+//! scrubber: an inline DDoS scrubbing appliance — the packet engine, the AF_XDP data plane,
+//! the control plane and the offline tools.
 //!
-//! The crate is organised sans-IO: [`engine::Engine`] takes the time and a frame and returns a
-//! [`verdict::Verdict`]; it performs no syscalls. The same engine runs under `scrubber replay`
-//! (pcap in, pcaps out), in the tests, in the benchmarks, and (later) under AF_XDP.
+//! The modules follow a packet's path, and imports point one way only (a test enforces it):
+//! `tools / control → dataplane → engine → wire`.
 //!
-//! * [`wire`] — checked zero-copy views of Ethernet, 802.1Q, ARP, IPv4, IPv6, TCP, UDP, ICMP and
-//!   ICMPv6 headers, with parse and emit, and the Internet checksum.
-//! * [`cookie`] — SYN cookies (SipHash keyed PRF, rotating time slots).
-//! * [`session`] — the fixed-capacity session table.
-//! * [`engine`] — the TCP validation state machine (proxy and track modes).
-//! * [`counters`] — every counter the engine keeps, each documented.
-//! * [`replay`] — running a capture through the engine.
-//! * [`telemetry`] — per-worker statistics, snapshots and the stats socket.
-//! * [`preflight`] — checks before start (interfaces, MTU, queues, capabilities, memlock).
-//! * [`knobs`] — kernel NAPI knobs applied at start and restored at exit.
-//! * [`signals`] — stop and reload flags set by SIGINT/SIGTERM and SIGHUP.
-//! * [`lab`] — the network-namespace lab (`scrubber lab`, the end-to-end tests).
+//! 1. [`wire`] — BYTES: checked zero-copy views of Ethernet, 802.1Q, ARP, IPv4, IPv6, TCP, UDP,
+//!    ICMP and ICMPv6 with parse and emit, the Internet checksum, and
+//!    [`wire::frame::dissect`], the one parse every frame gets.
+//! 2. [`engine`] — PURE: `(now, frame) → Verdict`, no syscalls, no allocation per frame. The
+//!    rules and limiters ([`engine::policy`]), the TCP state machine ([`engine::tcp`]), SYN
+//!    cookies, the session table, and every counter declared once ([`engine::counters`]).
+//! 3. [`dataplane`] — AF_XDP: one pinned worker per queue drives one [`Engine`] over
+//!    `scrubber-xsk`; hand-offs between workers; the worker's side of statistics and reloads.
+//! 4. [`control`] — OFF THE PATH: configuration resolved once ([`control::config`]), the
+//!    supervisor and its control loop, rule-file reload, telemetry, preflight checks, kernel
+//!    knobs, signals.
+//! 5. [`tools`] — OFFLINE and LAB: `scrubber replay` (the same engine over captures) and, with
+//!    the `lab` feature, the network-namespace lab shared by `scrubber lab`, the end-to-end
+//!    tests and `scrubber-perf wire`.
+//!
+//! The `scrubber` binary (`main.rs`, `cli/`) holds only clap structs that call into
+//! `control` and `tools`.
 #![forbid(unsafe_code)]
 
-pub mod cookie;
-pub mod counters;
-pub mod dataplane;
-pub mod engine;
-pub mod flow;
-pub mod knobs;
-pub mod lab;
-pub mod limiter;
-pub mod policy;
-pub mod preflight;
-pub mod reload;
-pub mod replay;
-pub mod session;
-pub mod signals;
-pub mod telemetry;
-pub mod verdict;
 pub mod wire;
 
-pub use engine::{Engine, EngineConfig, Protected, SynMode};
-pub use flow::FlowKey;
-pub use verdict::{Direction, DropReason, Verdict};
+pub mod engine;
+
+pub mod dataplane;
+
+pub mod control;
+
+pub mod tools;
+
+pub use engine::flow::FlowKey;
+pub use engine::{Direction, DropReason, Engine, EngineConfig, FrameBuf, Protected, SynMode, Verdict};

@@ -1,10 +1,10 @@
 //! Golden packet tables for the engine — `{description, input frame, expected verdict, expected
 //! output frame}` — and floods of every kind the engine must drop.
 
-use scrubber::cookie::{CookieKey, SynCookies};
+use scrubber::engine::cookie::{CookieKey, SynCookies};
+use scrubber::engine::flow::FlowKey;
+use scrubber::engine::verdict::{Direction, DropReason, Verdict};
 use scrubber::engine::{Engine, EngineConfig, FrameBuf, Protected, SynMode};
-use scrubber::flow::FlowKey;
-use scrubber::verdict::{Direction, DropReason, Verdict};
 use scrubber::wire::builder::{self, TcpFrame};
 use scrubber::wire::checksum;
 use scrubber::wire::tcp::flags as tf;

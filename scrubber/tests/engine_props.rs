@@ -2,8 +2,8 @@
 //! escapes the frame buffer; every frame gets exactly one verdict; emitted frames parse.
 
 use proptest::prelude::*;
+use scrubber::engine::verdict::{Direction, Verdict};
 use scrubber::engine::{Engine, EngineConfig, FrameBuf, Protected, SynMode};
-use scrubber::verdict::{Direction, Verdict};
 use scrubber::wire::builder::TcpFrame;
 use scrubber::wire::tcp::flags as tf;
 use std::net::IpAddr;

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rulespec::{Compiled, MemSource};
+use scrubber::dataplane::inbox::policy_channels;
+use scrubber::engine::verdict::{Direction, DropReason, Verdict};
 use scrubber::engine::{Engine, EngineConfig, FrameBuf};
-use scrubber::reload::policy_channels;
-use scrubber::verdict::{Direction, DropReason, Verdict};
 use scrubber::wire::builder::{self, TcpFrame};
 use scrubber::wire::tcp::flags as tf;
 
@@ -282,7 +282,7 @@ fn services_choose_mode_and_advertised_options() {
     // Port 82 is no service: passed unprotected.
     assert_eq!(v_in(&mut e, T0, &syn("198.19.1.1", 4000, "198.18.0.10", 82)), Verdict::Forward);
     assert_eq!(e.counters().passed_unprotected, 1);
-    assert_eq!(e.counters().per_target.iter().map(|t| t.target.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(e.counters().per_target.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(), ["a", "b"]);
 }
 
 #[test]
@@ -410,7 +410,7 @@ fn reload_with_engines_running_concurrently() {
 /// workers keep the policy in force; a good file reaches every worker.
 #[test]
 fn reloader_refuses_a_bad_file_and_keeps_the_running_policy() {
-    use scrubber::reload::{load_policy, Reloader};
+    use scrubber::control::reload::{load_policy, Reloader};
     let dir = std::env::temp_dir().join(format!("scrubber-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("p.rules");
@@ -435,7 +435,7 @@ fn reloader_refuses_a_bad_file_and_keeps_the_running_policy() {
     assert_eq!(e.policy().generation_id(), g1);
     assert_eq!(v_in(&mut e, T0, &udp("198.19.66.5", "198.18.0.10", 53, 10)), Verdict::Drop(DropReason::RuleDeny));
     let st = r.stats();
-    assert_eq!((st.ok.load(Ordering::Relaxed), st.failed.load(Ordering::Relaxed)), (0, 1));
+    assert_eq!((st.reloads_ok, st.reloads_failed), (0, 1));
 
     // Fixed: accepted and installed.
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -445,6 +445,6 @@ fn reloader_refuses_a_bad_file_and_keeps_the_running_policy() {
     assert!(inboxes[0].poll(&mut e));
     assert_eq!(e.policy().generation_id(), l.compiled.generation_id());
     assert_eq!(v_in(&mut e, T0, &udp("198.19.66.5", "198.18.0.10", 53, 10)), Verdict::Forward);
-    assert_eq!(st.ok.load(Ordering::Relaxed), 1);
+    assert_eq!(r.stats().reloads_ok, 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }

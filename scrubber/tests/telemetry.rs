@@ -3,8 +3,9 @@
 //! binary as text, as JSON and with `--watch`; and the socket's life cycle (already running,
 //! stale file, not a socket, mode, removal).
 
-use scrubber::replay::{self, ReplayOptions};
-use scrubber::telemetry::{self, Publisher, ServerInfo, StatsServer, TelemetryError, WorkerStats};
+use scrubber::control::telemetry::{self, ServerInfo, StatsServer, TelemetryError};
+use scrubber::dataplane::stats::{Publisher, WorkerStats};
+use scrubber::tools::replay::{self, ReplayFiles};
 use scrubber::{DropReason, Engine, EngineConfig, Protected};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -39,14 +40,14 @@ fn engine_after_sample() -> Engine {
         .collect();
     let mut e = Engine::new(EngineConfig { protect, ..EngineConfig::default() }).expect("engine");
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pcap");
-    let opts = ReplayOptions { input: sample, pass: None, drop: None, answers: None };
+    let opts = ReplayFiles { input: sample, pass: None, drop: None, answers: None };
     replay::replay(&mut e, &opts).expect("replay sample");
     e
 }
 
 /// Two workers: worker 0 published the engine's counters, worker 1 the same plus ring stats.
 fn publishers(e: &Engine) -> Vec<Publisher> {
-    let targets: Vec<String> = e.counters().per_target.iter().map(|t| t.target.clone()).collect();
+    let targets: Vec<String> = e.counters().per_target.iter().map(|t| t.label.clone()).collect();
     (0..2)
         .map(|i| {
             let p = Publisher::new(WorkerStats::new(i, &targets));
@@ -55,9 +56,9 @@ fn publishers(e: &Engine) -> Vec<Publisher> {
                 s.ext_mode = "copy".into();
                 s.int_mode = "copy".into();
                 s.counters.clone_from(e.counters());
-                s.sessions = e.sessions() as u64;
+                s.table = e.table().stats();
                 s.rings.fill_ring_empty = 11 * (i as u64 + 1);
-                s.handoffs_out = i as u64;
+                s.rings.handoffs_out = i as u64;
             });
             p
         })
@@ -85,10 +86,11 @@ fn stats_json_matches_the_engine_counters_summed() {
         assert_eq!(t.counters.dropped[r.index()], 2 * c.dropped[r.index()], "{r}");
     }
     for (a, b) in t.counters.per_target.iter().zip(&c.per_target) {
-        assert_eq!((a.rx, a.dropped), (2 * b.rx, 2 * b.dropped), "{}", b.target);
+        assert_eq!((a.rx, a.dropped), (2 * b.rx, 2 * b.dropped), "{}", b.label);
     }
     assert_eq!(t.rings.fill_ring_empty, 33);
-    assert_eq!(t.sessions, 2 * e.sessions() as u64);
+    assert_eq!(t.table.live, 2 * e.sessions() as u64);
+    assert_eq!(t.rings.handoffs_out, 1);
 }
 
 #[test]
@@ -109,7 +111,7 @@ fn stats_text_shows_reasons_targets_and_modes() {
         assert_eq!(out.contains(&format!("  {} ", r.as_str())), n > 0, "{r} ({n}):\n{out}");
     }
     assert!(out.contains("[2001:2::10]:80"), "{out}");
-    assert!(out.contains("fill ring empty"), "{out}");
+    assert!(out.contains("fill_ring_empty"), "{out}");
     assert!(!out.contains('\x1b'), "no terminal codes when stdout is not a tty");
 }
 
@@ -136,7 +138,7 @@ fn stats_watch_shows_rates() {
     assert!(out.matches("== all workers ==").count() >= 3, "expected several refreshes:\n{out}");
     let rate_line = out
         .lines()
-        .find(|l| l.contains("received from ext") && l.ends_with("/s") && !l.contains(" 0/s"))
+        .find(|l| l.trim_start().starts_with("rx_inbound ") && l.contains("/s") && !l.contains(" 0/s"))
         .unwrap_or_else(|| panic!("no non-zero rx rate:\n{out}"));
     assert!(rate_line.contains("/s"), "{rate_line}");
 }

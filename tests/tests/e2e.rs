@@ -21,11 +21,11 @@
 //! wrapper whose `run` just bridges ext and int makes every `e2e_*` flood assertion fail with
 //! the whole flood counted, and the connection/transfer test pass.)
 
-use scrubber::lab::exec::{run_ns, NsChild};
-use scrubber::lab::flood::{self, FloodResult, Hping, Kind, Trafgen};
-use scrubber::lab::nft::{Class, Counts, ServerCounters, Source};
-use scrubber::lab::peer::{ConnectReport, TransferReport};
-use scrubber::lab::topo::{self, Middle, Role, TopoOptions, Topology, SERVER4, SERVER6};
+use scrubber::tools::lab::exec::{run_ns, NsChild};
+use scrubber::tools::lab::flood::{self, FloodResult, Hping, Kind, Trafgen};
+use scrubber::tools::lab::nft::{Class, Counts, ServerCounters, Source};
+use scrubber::tools::lab::peer::{ConnectReport, TransferReport};
+use scrubber::tools::lab::topo::{self, Middle, Role, TopoOptions, Topology, SERVER4, SERVER6};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -35,7 +35,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Take the global lock, or return `None` (after a loud message) when not root.
 fn begin(test: &str) -> Option<MutexGuard<'static, ()>> {
-    if !scrubber::lab::is_root() {
+    if !scrubber::tools::lab::is_root() {
         // Written to the stderr handle directly: the test harness captures eprintln! of passing
         // tests, and this message must be seen.
         let bang = "!".repeat(92);
@@ -47,7 +47,7 @@ fn begin(test: &str) -> Option<MutexGuard<'static, ()>> {
         return None;
     }
     let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = scrubber::lab::preflight(&[
+    if let Err(e) = scrubber::tools::lab::preflight(&[
         "ip", "tc", "ethtool", "nft", "hping3", "trafgen", "tcpdump", "kill", "timeout", "sysctl",
     ]) {
         panic!("end-to-end test `{test}` cannot run: {e} (scripts/test.sh installs everything needed)");
@@ -220,7 +220,7 @@ impl Lab {
 
     fn start_scrubber_with(&mut self, policy: &[&str]) {
         assert!(self.scrubber.is_none());
-        let argv = scrubber::lab::run_argv(&self.socket, policy);
+        let argv = scrubber::tools::lab::run_argv(&self.socket, policy);
         let c = NsChild::spawn(Some(&self.topo.ns(Role::Middle)), &self.exe, &argv, true).expect("start scrubber run");
         self.scrubber = Some(c);
         std::thread::sleep(Duration::from_millis(300));

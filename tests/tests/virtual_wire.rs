@@ -7,8 +7,8 @@
 //! its send window, the sequence number must be what it expects or a known retransmission. A
 //! translation mistake anywhere in the proxy shows up as a failed check at the far end.
 
+use scrubber::engine::verdict::{Direction, DropReason, Verdict};
 use scrubber::engine::{Advertise, Engine, EngineConfig, FrameBuf, Protected, SynMode};
-use scrubber::verdict::{Direction, DropReason, Verdict};
 use scrubber::wire::builder::TcpFrame;
 use scrubber::wire::tcp::{flags as tf, SackBlocks};
 use std::collections::BTreeMap;

@@ -374,7 +374,7 @@ impl XdpProgram {
         Ok(XdpProgram { link, prog, map, ifname: ifname.to_string(), ifindex, queues: queue_count, mode, fallback })
     }
 
-    /// Send frames arriving on `queue` to the AF_XDP socket `xsk` (e.g. [`crate::Worker::fd`]).
+    /// Send frames arriving on `queue` to the AF_XDP socket `xsk` (e.g. [`crate::SocketPair::fd`]).
     /// Registering again replaces the previous socket. The kernel removes the entry by itself
     /// when the socket is closed.
     pub fn register(&self, queue: u32, xsk: BorrowedFd<'_>) -> Result<(), XskError> {

@@ -1,28 +1,28 @@
 //! AF_XDP for the scrubber: the XSKMAP redirect program (raw `bpf(2)`, no C toolchain), one
-//! shared UMEM per worker bound to queue *q* of both the **ext** and the **int** device, and a
+//! shared UMEM per socket pair bound to queue *q* of both the **ext** and the **int** device, and a
 //! small batched ring API that a worker loop drives without allocating or making a syscall per
 //! packet.
 //!
 //! This is the only crate of the workspace that contains `unsafe` code. Its public API is safe:
-//! frames are handed out as [`Desc`] values whose ownership the [`Worker`] tracks, so a frame that
+//! frames are handed out as [`Desc`] values whose ownership the [`SocketPair`] tracks, so a frame that
 //! the kernel may be writing can never be borrowed, and a descriptor can never be queued twice.
 //!
 //! ```text
 //!   ext NIC queue q ──XDP redirect──▶ ext socket ─┐           ┌─ int socket ◀──XDP redirect── int NIC queue q
 //!                                    (rx,tx,fq,cq)│  one UMEM │(rx,tx,fq,cq)
-//!                                                 └──Worker───┘
+//!                                                 └SocketPair─┘
 //! ```
 //!
 //! Typical use (error handling elided):
 //!
 //! ```no_run
-//! use scrubber_xsk::{AttachMode, Desc, Fallback, Side, Worker, WorkerConfig, XdpProgram};
+//! use scrubber_xsk::{AttachMode, Desc, Fallback, Side, SocketPair, SocketPairConfig, XdpProgram};
 //! # fn main() -> Result<(), scrubber_xsk::XskError> {
 //! scrubber_xsk::raise_memlock();
 //! let queues = scrubber_xsk::rx_queue_count("ext0")?;
 //! let ext = XdpProgram::attach("ext0", queues, AttachMode::Native, Fallback::Pass)?;
 //! let int = XdpProgram::attach("int0", queues, AttachMode::Native, Fallback::Pass)?;
-//! let mut w = Worker::new(&WorkerConfig::new("ext0", "int0", 0))?;
+//! let mut w = SocketPair::new(&SocketPairConfig::new("ext0", "int0", 0))?;
 //! ext.register(0, w.fd(Side::Ext))?;
 //! int.register(0, w.fd(Side::Int))?;
 //! let mut batch = [Desc::default(); 64];
@@ -38,21 +38,25 @@
 //! ```
 //!
 //! The AF_XDP rings themselves come from the `xdpilone` crate (EUPL-1.2), kept behind
-//! [`port`] and [`worker`] so it can be replaced.
+//! [`port`] and [`pair`] so it can be replaced.
 
 pub mod bpf;
+pub mod desc;
 pub mod iface;
+pub mod pair;
 pub mod port;
+pub mod stats;
 pub mod umem;
-pub mod worker;
 
 use std::fmt;
 use std::io;
 
 pub use bpf::{AttachMode, Fallback, XdpProgram};
+pub use desc::{Desc, Side};
 pub use iface::{ifindex, rx_queue_count};
+pub use pair::{SocketPair, SocketPairConfig};
+pub use stats::{KernelStats, RingStats, SideStats};
 pub use umem::{FrameAccount, XDP_PACKET_HEADROOM};
-pub use worker::{Desc, KernelStats, RingStats, Side, SideStats, Worker, WorkerConfig};
 
 /// How a socket is bound to its device queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,7 +82,7 @@ impl fmt::Display for BindMode {
 pub enum ZeroCopy {
     /// Zero-copy when the driver supports it, copy mode otherwise (the kernel falls back by
     /// itself; when only one of the two devices supports zero-copy, both sockets are rebuilt in
-    /// copy mode, since sockets sharing a UMEM share its mode). [`Worker::mode`] says what was
+    /// copy mode, since sockets sharing a UMEM share its mode). [`SocketPair::mode`] says what was
     /// obtained.
     #[default]
     Auto,

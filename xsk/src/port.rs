@@ -1,8 +1,8 @@
 //! One AF_XDP socket bound to one device queue, with its four rings: rx and tx for packets,
 //! fill and completion for the frames it borrows from the shared UMEM.
 //!
-//! This module (with [`crate::worker`]) is the only user of `xdpilone`; everything above it sees
-//! [`crate::Desc`] values and the [`crate::Worker`] API.
+//! This module (with [`crate::pair`]) is the only user of `xdpilone`; everything above it sees
+//! [`crate::Desc`] values and the [`crate::SocketPair`] API.
 
 use std::ffi::CString;
 use std::io;
@@ -12,8 +12,9 @@ use std::os::fd::RawFd;
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, Errno, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, User};
 
+use crate::desc::Desc;
+use crate::stats::KernelStats;
 use crate::umem::FramePool;
-use crate::worker::Desc;
 use crate::{BindMode, XskError};
 
 const SOL_XDP: libc::c_int = 283;
@@ -220,7 +221,7 @@ impl Port {
         n
     }
 
-    /// Queue descriptors for transmission; see [`crate::Worker::tx_batch`].
+    /// Queue descriptors for transmission; see [`crate::SocketPair::tx_batch`].
     #[inline]
     pub(crate) fn tx_batch(&mut self, pool: &mut FramePool, descs: &[Desc]) -> usize {
         let mut used = 0usize;
@@ -368,9 +369,9 @@ impl Port {
     }
 
     /// The kernel's XDP_STATISTICS for this socket.
-    pub(crate) fn kernel_stats(&self) -> Option<crate::KernelStats> {
+    pub(crate) fn kernel_stats(&self) -> Option<KernelStats> {
         let s = self.dq.statistics_v2().ok()?;
-        Some(crate::KernelStats {
+        Some(KernelStats {
             rx_dropped: s.rx_dropped,
             rx_invalid_descs: s.rx_invalid_descs,
             tx_invalid_descs: s.tx_invalid_descs,

@@ -9,7 +9,7 @@
 //! | our hands | the worker loop, as a [`crate::Desc`] | ownership bitmap |
 //! | tx ring → kernel → completion ring | the kernel (transmit side of one socket) | tx queued − completions read |
 //!
-//! [`FrameAccount`] adds these up; [`crate::Worker::check_accounting`] verifies that they sum to
+//! [`FrameAccount`] adds these up; [`crate::SocketPair::check_accounting`] verifies that they sum to
 //! the frame count and that the bitmap and the free list agree.
 
 use std::ptr::NonNull;
@@ -69,7 +69,7 @@ impl Drop for UmemArea {
     }
 }
 
-/// Where the frames are, as counted by [`crate::Worker::frame_account`].
+/// Where the frames are, as counted by [`crate::SocketPair::frame_account`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameAccount {
     /// Frames in the UMEM.

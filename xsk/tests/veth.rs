@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  ns TAG-e            ns TAG-m (the worker)                 ns TAG-i
-//!  TAGef ───veth─── TAGem [XDP]  Worker  TAGim [XDP] ───veth─── TAGif
+//!  TAGef ───veth─── TAGem [XDP]  SocketPair  TAGim [XDP] ───veth─── TAGif
 //! ```
 //!
 //! Frames are raw Ethernet/IPv4/UDP frames built here (198.18.0.0/15 only), sent and counted
@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use scrubber_xsk::{AttachMode, BindMode, Desc, Fallback, Side, Worker, WorkerConfig, XdpProgram, XskError, ZeroCopy};
+use scrubber_xsk::{
+    AttachMode, BindMode, Desc, Fallback, Side, SocketPair, SocketPairConfig, XdpProgram, XskError, ZeroCopy,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Lab: namespaces and veths, removed on drop.
@@ -282,17 +284,17 @@ fn send_frames(ifname: &str, kind: u8, count: u32) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Worker setup in the middle namespace.
+// SocketPair setup in the middle namespace.
 
 struct Mid {
-    w: Worker,
+    w: SocketPair,
     _ext: XdpProgram,
     _int: XdpProgram,
 }
 
-fn open_mid(lab: &Lab, cfg: &WorkerConfig) -> Mid {
+fn open_mid(lab: &Lab, cfg: &SocketPairConfig) -> Mid {
     scrubber_xsk::raise_memlock();
-    let w = Worker::new(cfg).expect("worker");
+    let w = SocketPair::new(cfg).expect("worker");
     let qe = scrubber_xsk::rx_queue_count(&lab.ext_mid()).unwrap();
     let qi = scrubber_xsk::rx_queue_count(&lab.int_mid()).unwrap();
     let ext = XdpProgram::attach(&lab.ext_mid(), qe, AttachMode::Native, Fallback::Drop).expect("attach ext");
@@ -374,7 +376,7 @@ fn through(lab: &Lab, action: Action, from: Side, count: u32) -> (usize, u64, Mi
         if to == Side::Ext { (lab.ns('e'), lab.ext_far()) } else { (lab.ns('i'), lab.int_far()) };
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let cfg = WorkerConfig::new(&lab.ext_mid(), &lab.int_mid(), 0);
+    let cfg = SocketPairConfig::new(&lab.ext_mid(), &lab.int_mid(), 0);
     let kind = 7;
     std::thread::scope(|s| {
         let (mid_ready_tx, mid_ready) = mpsc::channel();
@@ -467,26 +469,26 @@ fn setup_errors_name_the_problem() {
     need_root!("setup_errors_name_the_problem");
     let lab = Lab::new('d');
     in_ns_now(lab.ns('m'), || {
-        let mut cfg = WorkerConfig::new("xsktnonesuch0", &lab.int_mid(), 0);
-        let err = Worker::new(&cfg).unwrap_err();
+        let mut cfg = SocketPairConfig::new("xsktnonesuch0", &lab.int_mid(), 0);
+        let err = SocketPair::new(&cfg).unwrap_err();
         assert!(matches!(err, XskError::NoSuchInterface { .. }), "{err:?}");
         assert!(err.to_string().contains("xsktnonesuch0"));
         cfg.ext = lab.ext_mid();
         cfg.queue = 5;
-        let err = Worker::new(&cfg).unwrap_err();
+        let err = SocketPair::new(&cfg).unwrap_err();
         assert!(matches!(err, XskError::NoSuchQueue { queue: 5, count: 1, .. }), "{err:?}");
         cfg.queue = 0;
         cfg.zero_copy = ZeroCopy::On;
-        let err = Worker::new(&cfg).unwrap_err();
+        let err = SocketPair::new(&cfg).unwrap_err();
         assert!(matches!(err, XskError::ZeroCopyRefused { .. }), "veth has no zero-copy: {err:?}");
         cfg.zero_copy = ZeroCopy::Off;
-        let w = Worker::new(&cfg).expect("copy mode works on veth");
+        let w = SocketPair::new(&cfg).expect("copy mode works on veth");
         assert_eq!(w.mode(Side::Ext), BindMode::Copy);
-        let err = Worker::new(&cfg).unwrap_err();
+        let err = SocketPair::new(&cfg).unwrap_err();
         assert!(matches!(err, XskError::QueueBusy { .. }), "queue already bound: {err:?}");
         drop(w);
         cfg.frame_size = 3000;
-        assert!(matches!(Worker::new(&cfg), Err(XskError::Config(_))));
+        assert!(matches!(SocketPair::new(&cfg), Err(XskError::Config(_))));
         // Native XDP on a veth whose peer has a large MTU is refused; the error says why.
         run("ip", &["-n", &lab.ns('e'), "link", "set", &lab.ext_far(), "mtu", "9000"]);
         let err = XdpProgram::attach(&lab.ext_mid(), 1, AttachMode::Native, Fallback::Pass).unwrap_err();
@@ -509,7 +511,7 @@ fn frame_accounting_survives_misuse() {
         });
         ready.recv_timeout(Duration::from_secs(5)).unwrap();
         in_ns(s, lab.ns('m'), || {
-            let mut mid = open_mid(&lab, &WorkerConfig::new(&lab.ext_mid(), &lab.int_mid(), 0));
+            let mut mid = open_mid(&lab, &SocketPairConfig::new(&lab.ext_mid(), &lab.int_mid(), 0));
             let w = &mut mid.w;
             let a0 = w.check_accounting().unwrap();
             assert_eq!(a0.total, 4096);
@@ -589,7 +591,7 @@ const HELPER_ENV: &str = "XSKT_HOLD_IF";
 fn helper_hold_xdp() {
     let Ok(spec) = std::env::var(HELPER_ENV) else { return };
     let (ext, int) = spec.split_once(',').expect("ext,int");
-    let w = Worker::new(&WorkerConfig::new(ext, int, 0)).expect("helper worker");
+    let w = SocketPair::new(&SocketPairConfig::new(ext, int, 0)).expect("helper worker");
     let p = XdpProgram::attach(ext, 1, AttachMode::Native, Fallback::Pass).expect("helper attach");
     p.register(0, w.fd(Side::Ext)).unwrap();
     println!("XSKT-READY");
@@ -652,7 +654,7 @@ fn program_is_gone_after_sigkill() {
     in_ns_now(lab.ns('m'), || {
         let end = Instant::now() + Duration::from_secs(5);
         loop {
-            match Worker::new(&WorkerConfig::new(&lab.ext_mid(), &lab.int_mid(), 0)) {
+            match SocketPair::new(&SocketPairConfig::new(&lab.ext_mid(), &lab.int_mid(), 0)) {
                 Ok(_) => break,
                 Err(e) if Instant::now() < end => {
                     let _ = e;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use scrubber_xsk::{AttachMode, Desc, Fallback, Side, Worker, WorkerConfig, XdpProgram, ZeroCopy};
+use scrubber_xsk::{AttachMode, Desc, Fallback, Side, SocketPair, SocketPairConfig, XdpProgram, ZeroCopy};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -140,7 +140,7 @@ fn main() -> Result<()> {
         }
     }
     let limit = scrubber_xsk::raise_memlock();
-    let mut cfg = WorkerConfig::new(&a.ext, &a.int, a.queue);
+    let mut cfg = SocketPairConfig::new(&a.ext, &a.int, a.queue);
     cfg.frame_size = a.frame_size;
     cfg.frame_count = a.frames;
     (cfg.rx_size, cfg.tx_size, cfg.fill_size, cfg.comp_size) = (a.ring, a.ring, a.ring, a.ring);
@@ -149,7 +149,7 @@ fn main() -> Result<()> {
         Zc::On => ZeroCopy::On,
         Zc::Off => ZeroCopy::Off,
     };
-    let mut w = Worker::new(&cfg).context("opening the AF_XDP sockets")?;
+    let mut w = SocketPair::new(&cfg).context("opening the AF_XDP sockets")?;
     let mode = match a.attach {
         Attach::Native => AttachMode::Native,
         Attach::Generic => AttachMode::Generic,

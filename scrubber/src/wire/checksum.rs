@@ -5,7 +5,7 @@
 //! segment) can be added together in a `u32` without any risk of overflow; [`fold`] and
 //! [`finish`] reduce a sum to 16 bits.
 //!
-//! Addresses follow the crate-wide convention (see [`crate::flow::FlowKey`]): an IPv4 address
+//! Addresses follow the crate-wide convention (see [`crate::FlowKey`]): an IPv4 address
 //! occupies the first four bytes of a `[u8; 16]`, the other twelve are ignored.
 
 /// One's-complement sum of `data` taken as big-endian 16-bit words (a trailing odd byte is

@@ -1,13 +1,16 @@
 //! The one-pass frame dissector the engine runs on every frame.
 //!
 //! [`dissect`] walks Ethernet, up to two VLAN tags, ARP / IPv4 / IPv6 (with extension
-//! headers) and checks that the L4 header the engine will read is present, without
-//! allocating. Every offset it returns is in bounds of the frame: `l3_off ≤ frame.len()` and
-//! `l4_off + l4_len ≤ frame.len()`.
+//! headers) and the L4 header, without allocating, and returns everything the later stages
+//! read: addresses, protocol, ports, ICMP type, and for TCP the header fields and the parsed
+//! options with their offsets ([`TcpHead`]). Nothing after it parses the frame again. Every
+//! offset it returns is in bounds of the frame: `l3_off ≤ frame.len()`,
+//! `l4_off + l4_len ≤ frame.len()` and, for TCP, `l4_off + tcp.header_len ≤ l4_off + l4_len`.
 
 use super::ipv4::Ipv4Packet;
 use super::ipv6::{walk_ext_headers, Ipv6Packet};
-use super::{be16, ethernet, icmpv6, tcp, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_QINQ, ETH_VLAN};
+use super::tcp::TcpOptions;
+use super::{be16, be32, ethernet, icmpv6, tcp, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_QINQ, ETH_VLAN};
 use super::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
 /// The network layer of a frame.
@@ -83,9 +86,105 @@ pub struct Dissected {
     pub frag: Frag,
     /// ICMPv6 neighbour discovery (types 133..=137).
     pub nd: bool,
+    /// Source port (TCP and UDP that carry their header; 0 otherwise).
+    pub sport: u16,
+    /// Destination port (same convention).
+    pub dport: u16,
+    /// ICMP (over IPv4) or ICMPv6 (over IPv6) message type, when the header is present.
+    pub icmp_type: Option<u8>,
+    /// The TCP header, read once (all zero unless `proto` is TCP and the packet carries its
+    /// header, i.e. `frag != Frag::Later`).
+    pub tcp: TcpHead,
+}
+
+/// The TCP header fields every later stage reads, and the options parsed once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpHead {
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// The flag byte (CWR ECE URG ACK PSH RST SYN FIN; see [`tcp::flags`]).
+    pub flags: u8,
+    /// Window field, unscaled.
+    pub window: u16,
+    /// Header length in bytes (20..=60): the options are `l4_off + 20 .. l4_off + header_len`.
+    pub header_len: usize,
+    /// Payload bytes after the header (Ethernet padding excluded).
+    pub payload_len: usize,
+    /// The options as [`tcp::parse_options`] reads them (offsets relative to the first option
+    /// byte); default when `opts_ok` is false.
+    pub opts: TcpOptions,
+    /// Whether the option bytes parsed. Malformed options are not a dissect error: the engine
+    /// decides per path whether it needs them.
+    pub opts_ok: bool,
+}
+
+impl TcpHead {
+    /// No TCP header.
+    pub const EMPTY: TcpHead = TcpHead {
+        seq: 0,
+        ack: 0,
+        flags: 0,
+        window: 0,
+        header_len: 0,
+        payload_len: 0,
+        opts: TcpOptions::NONE,
+        opts_ok: false,
+    };
+
+    /// The options, or `Err` when they did not parse.
+    #[inline]
+    pub fn options(&self) -> Result<&TcpOptions, super::Error> {
+        if self.opts_ok {
+            Ok(&self.opts)
+        } else {
+            Err(super::Error::Malformed)
+        }
+    }
+
+    /// Whether every flag in `mask` is set.
+    #[inline]
+    pub fn has(&self, mask: u8) -> bool {
+        self.flags & mask == mask
+    }
 }
 
 impl Dissected {
+    /// Nothing dissected yet (a frame of no known ethertype).
+    pub const EMPTY: Dissected = Dissected {
+        vlans: 0,
+        ethertype: 0,
+        l3_off: 0,
+        net: Net::Other,
+        v6: false,
+        src: [0; 16],
+        dst: [0; 16],
+        proto: 0,
+        ttl: 0,
+        l4_off: 0,
+        l4_len: 0,
+        frag: Frag::None,
+        nd: false,
+        sport: 0,
+        dport: 0,
+        icmp_type: None,
+        tcp: TcpHead::EMPTY,
+    };
+
+    /// Length of the IP packet (header, extension headers and payload) from the IP header:
+    /// Ethernet padding is not part of it.
+    #[inline]
+    pub fn ip_len(&self) -> usize {
+        self.l4_off + self.l4_len - self.l3_off
+    }
+
+    /// Offset of the first TCP option byte in the frame.
+    #[inline]
+    pub fn tcp_opts_off(&self) -> usize {
+        self.l4_off + tcp::HEADER_LEN
+    }
+
     /// The L4 header and payload within `frame` (the frame passed to [`dissect`]); empty if
     /// `frame` is not that frame and the range is out of bounds.
     #[inline]
@@ -113,6 +212,15 @@ const ARP_LEN: usize = super::arp::PACKET_LEN;
 ///   accepted with `proto` set.
 #[inline]
 pub fn dissect(frame: &[u8]) -> Result<Dissected, DissectError> {
+    let mut d = Dissected::EMPTY;
+    dissect_into(frame, &mut d).map(|()| d)
+}
+
+/// [`dissect`] into `d`, which must be [`Dissected::EMPTY`] (as a fresh local is): the form the
+/// engine uses per frame, so that the result is written in place rather than moved. Fields the
+/// frame does not have keep their `EMPTY` values.
+#[inline]
+pub fn dissect_into(frame: &[u8], d: &mut Dissected) -> Result<(), DissectError> {
     if frame.len() < ethernet::HEADER_LEN {
         return Err(DissectError::Ethernet);
     }
@@ -127,38 +235,27 @@ pub fn dissect(frame: &[u8]) -> Result<Dissected, DissectError> {
         off += ethernet::VLAN_TAG_LEN;
         vlans += 1;
     }
-    let mut d = Dissected {
-        vlans,
-        ethertype,
-        l3_off: off,
-        net: Net::Other,
-        v6: false,
-        src: [0; 16],
-        dst: [0; 16],
-        proto: 0,
-        ttl: 0,
-        l4_off: off,
-        l4_len: 0,
-        frag: Frag::None,
-        nd: false,
-    };
+    d.vlans = vlans;
+    d.ethertype = ethertype;
+    d.l3_off = off;
+    d.l4_off = off;
     let l3 = &frame[off..];
     match ethertype {
-        ETH_IPV4 => ipv4(l3, &mut d)?,
-        ETH_IPV6 => ipv6(l3, &mut d)?,
+        ETH_IPV4 => ipv4(l3, d)?,
+        ETH_IPV6 => ipv6(l3, d)?,
         ETH_ARP => {
             if l3.len() < ARP_LEN {
                 return Err(DissectError::L4);
             }
             d.net = Net::Arp;
-            return Ok(d);
+            return Ok(());
         }
-        _ => return Ok(d),
+        _ => return Ok(()),
     }
     if d.frag != Frag::Later {
-        l4(frame, &mut d)?;
+        l4(frame, d)?;
     }
-    Ok(d)
+    Ok(())
 }
 
 #[inline(always)]
@@ -218,13 +315,38 @@ fn l4(frame: &[u8], d: &mut Dissected) -> Result<(), DissectError> {
             if hl < tcp::HEADER_LEN || hl > l4.len() {
                 return Err(DissectError::Tcp);
             }
+            d.sport = be16(l4, 0);
+            d.dport = be16(l4, 2);
+            let opts = tcp::parse_options(&l4[tcp::HEADER_LEN..hl]);
+            d.tcp = TcpHead {
+                seq: be32(l4, 4),
+                ack: be32(l4, 8),
+                flags: l4[13],
+                window: be16(l4, 14),
+                header_len: hl,
+                payload_len: l4.len() - hl,
+                opts_ok: opts.is_ok(),
+                opts: opts.unwrap_or_default(),
+            };
         }
-        IPPROTO_UDP if l4.len() < super::udp::HEADER_LEN => return Err(DissectError::L4),
-        IPPROTO_ICMP if !d.v6 && l4.len() < 4 => return Err(DissectError::L4),
+        IPPROTO_UDP => {
+            if l4.len() < super::udp::HEADER_LEN {
+                return Err(DissectError::L4);
+            }
+            d.sport = be16(l4, 0);
+            d.dport = be16(l4, 2);
+        }
+        IPPROTO_ICMP if !d.v6 => {
+            if l4.len() < 4 {
+                return Err(DissectError::L4);
+            }
+            d.icmp_type = Some(l4[0]);
+        }
         IPPROTO_ICMPV6 if d.v6 => {
             if l4.len() < 4 {
                 return Err(DissectError::L4);
             }
+            d.icmp_type = Some(l4[0]);
             d.nd = icmpv6::is_neighbor_discovery(l4[0]);
         }
         _ => {}
@@ -316,6 +438,17 @@ mod tests {
         assert_eq!(d.frag, Frag::None);
         assert!(!d.nd);
         assert_eq!(d.l4(&SYN), &SYN[34..]);
+        assert_eq!((d.sport, d.dport, d.icmp_type), (48350, 80, None));
+        assert_eq!((d.tcp.seq, d.tcp.ack, d.tcp.flags, d.tcp.window), (0x6a3b_9c01, 0, flags::SYN, 0xfaf0));
+        assert_eq!((d.tcp.header_len, d.tcp.payload_len, d.tcp_opts_off(), d.ip_len()), (40, 0, 54, 60));
+        assert!(d.tcp.opts_ok);
+        assert_eq!(d.tcp.options().unwrap(), &crate::wire::tcp::parse_options(&SYN[54..74]).unwrap());
+        assert_eq!((d.tcp.opts.mss, d.tcp.opts.wscale, d.tcp.opts.ts_offset), (Some(1460), Some(7), Some(8)));
+        // Malformed options are recorded, not refused.
+        let mut bad = SYN;
+        bad[55] = 1; // MSS option length 1
+        let db = dissect(&bad).unwrap();
+        assert!(!db.tcp.opts_ok && db.tcp.options().is_err());
         assert_truncations_fail(&SYN);
         // Ethernet padding is accepted and excluded from l4_len.
         let mut padded = SYN.to_vec();
@@ -402,13 +535,14 @@ mod tests {
         let f = builder::udp_frame("192.0.2.1".parse().unwrap(), 53000, "192.0.2.2".parse().unwrap(), 53, b"hello");
         let d = dissect(&f).unwrap();
         assert_eq!((d.proto, d.l4_off, d.l4_len), (IPPROTO_UDP, 34, 13));
+        assert_eq!((d.sport, d.dport, d.tcp.flags), (53000, 53, 0));
         let u = crate::wire::udp::UdpPacket::new_checked(d.l4(&f)).unwrap();
         assert!(u.verify_checksum(&d.src, &d.dst, false));
         assert_eq!(u.payload(), b"hello");
         assert_truncations_fail(&f);
         let f = builder::icmp_echo("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap(), 7, 9);
         let d = dissect(&f).unwrap();
-        assert_eq!((d.proto, d.l4_len), (IPPROTO_ICMP, 8));
+        assert_eq!((d.proto, d.l4_len, d.icmp_type), (IPPROTO_ICMP, 8, Some(8)));
         let m = crate::wire::icmp::IcmpPacket::new_checked(d.l4(&f)).unwrap();
         assert!(m.verify_checksum());
         assert_eq!((m.msg_type(), m.echo_ident(), m.echo_seq_no()), (8, 7, 9));
@@ -476,6 +610,15 @@ mod tests {
             assert!(d.l3_off <= frame.len());
             assert!(d.l4_off + d.l4_len <= frame.len());
             assert!(d.vlans <= 2);
+            if d.proto == IPPROTO_TCP && d.frag != Frag::Later {
+                assert!(d.tcp.header_len >= 20 && d.tcp.header_len + d.tcp.payload_len == d.l4_len);
+                if d.tcp.opts_ok {
+                    let n = d.tcp.header_len - 20;
+                    assert!(d.tcp.opts.ts_offset.is_none_or(|o| usize::from(o) + 8 <= n));
+                    let sack_end = |o: u8| usize::from(o) + 8 * usize::from(d.tcp.opts.sack_blocks);
+                    assert!(d.tcp.opts.sack_offset.is_none_or(|o| sack_end(o) <= n));
+                }
+            }
         }
     }
 

@@ -297,13 +297,27 @@ pub struct TcpOptions {
     pub sack_permitted: bool,
     /// Timestamps `(TSval, TSecr)`.
     pub timestamp: Option<(u32, u32)>,
-    /// Byte offset of TSval within the option bytes (TSecr follows at `+ 4`).
-    pub ts_offset: Option<usize>,
+    /// Byte offset of TSval within the option bytes (TSecr follows at `+ 4`; option bytes are
+    /// at most 40, so a byte holds it).
+    pub ts_offset: Option<u8>,
     /// Byte offset of the first SACK block's left edge within the option bytes; blocks are 8
     /// bytes each (left edge, right edge).
-    pub sack_offset: Option<usize>,
+    pub sack_offset: Option<u8>,
     /// Number of SACK blocks (0..=4).
     pub sack_blocks: u8,
+}
+
+impl TcpOptions {
+    /// No options.
+    pub const NONE: TcpOptions = TcpOptions {
+        mss: None,
+        wscale: None,
+        sack_permitted: false,
+        timestamp: None,
+        ts_offset: None,
+        sack_offset: None,
+        sack_blocks: 0,
+    };
 }
 
 /// Parses TCP option bytes (the header bytes after the first 20) without allocating.
@@ -355,7 +369,7 @@ pub fn parse_options(opts: &[u8]) -> Result<TcpOptions> {
                 if (len - 2) % 8 != 0 || n == 0 || n > 4 {
                     return Err(Error::Malformed);
                 }
-                o.sack_offset = Some(i + 2);
+                o.sack_offset = Some(u8::try_from(i + 2).map_err(|_| Error::Malformed)?);
                 o.sack_blocks = n as u8;
             }
             kind::TIMESTAMP => {
@@ -363,7 +377,7 @@ pub fn parse_options(opts: &[u8]) -> Result<TcpOptions> {
                     return Err(Error::Malformed);
                 }
                 o.timestamp = Some((be32(body, 0), be32(body, 4)));
-                o.ts_offset = Some(i + 2);
+                o.ts_offset = Some(u8::try_from(i + 2).map_err(|_| Error::Malformed)?);
             }
             _ => {}
         }
@@ -505,7 +519,7 @@ impl OptionsRepr {
     pub fn parse(opts: &[u8]) -> Result<OptionsRepr> {
         let o = parse_options(opts)?;
         let mut sack = SackBlocks::default();
-        if let Some(off) = o.sack_offset {
+        if let Some(off) = o.sack_offset.map(usize::from) {
             for k in 0..usize::from(o.sack_blocks) {
                 let b = opts.get(off + 8 * k..off + 8 * k + 8).ok_or(Error::Malformed)?;
                 sack.push((be32(b, 0), be32(b, 4)));
@@ -776,10 +790,10 @@ mod tests {
             prop_assert_eq!(n % 4, 0);
             prop_assert_eq!(OptionsRepr::parse(&buf[..n]), Ok(r));
             let o = parse_options(&buf[..n]).unwrap();
-            if let Some(off) = o.ts_offset {
+            if let Some(off) = o.ts_offset.map(usize::from) {
                 prop_assert_eq!(Some((be32(&buf, off), be32(&buf, off + 4))), r.timestamp);
             }
-            if let Some(off) = o.sack_offset {
+            if let Some(off) = o.sack_offset.map(usize::from) {
                 prop_assert_eq!(be32(&buf, off), r.sack.blocks[0].0);
             }
         }
@@ -787,8 +801,8 @@ mod tests {
         #[test]
         fn parse_options_never_panics(d in proptest::collection::vec(any::<u8>(), 0..80)) {
             if let Ok(o) = parse_options(&d) {
-                if let Some(off) = o.ts_offset { prop_assert!(off + 8 <= d.len()); }
-                if let Some(off) = o.sack_offset { prop_assert!(off + 8 * usize::from(o.sack_blocks) <= d.len()); }
+                if let Some(off) = o.ts_offset.map(usize::from) { prop_assert!(off + 8 <= d.len()); }
+                if let Some(off) = o.sack_offset.map(usize::from) { prop_assert!(off + 8 * usize::from(o.sack_blocks) <= d.len()); }
             }
             let _ = OptionsRepr::parse(&d);
         }

@@ -1,0 +1,237 @@
+//! Checking one service and one rule: their matches, ports, limits and settings.
+
+use super::*;
+
+impl Checker<'_> {
+    pub(super) fn service(
+        &mut self,
+        svc: &ServiceDecl,
+        p: &Policy,
+        names: &HashMap<String, (Kind, Span)>,
+    ) -> Option<Service> {
+        let mut out = Service {
+            name: svc.name.node.clone(),
+            dst: AddrRef::Any,
+            proto: Proto::Tcp,
+            ports: Vec::new(),
+            syn: SynMode::Proxy,
+            mss: Learnable::Learn,
+            wscale: Learnable::Learn,
+            sack: Toggle::Learn,
+            timestamps: Toggle::Learn,
+            idle_embryonic: Duration::from_secs(5),
+            idle_established: Duration::from_secs(300),
+            idle_closing: Duration::from_secs(10),
+            pickup: Duration::ZERO,
+            span: svc.name.span,
+        };
+        let mut seen: HashMap<String, Span> = HashMap::new();
+        let mut has_dst = false;
+        let mut tcp_only: Option<Span> = None;
+        let before = self.diags.len();
+        for it in &svc.items {
+            let key = match &it.node {
+                SvcItem::Idle(k, _) => format!("idle {k:?}").to_lowercase(),
+                other => format!("{other:?}").split('(').next().unwrap_or("").to_lowercase(),
+            };
+            if let Some(first) = seen.insert(key.clone(), it.span) {
+                let first = self.sources.location(first);
+                self.diags.push(
+                    Diagnostic::error(it.span, format!("'{key}' given twice in service '{}'", svc.name.node))
+                        .expected("each setting once per service")
+                        .note(format!("first given at {first}")),
+                );
+                continue;
+            }
+            match &it.node {
+                SvcItem::Dst(a) => {
+                    has_dst = true;
+                    self.addr(&Spanned { node: a.clone(), span: it.span }, p, names);
+                    out.dst = a.clone();
+                }
+                SvcItem::Proto(pr) => out.proto = *pr,
+                SvcItem::Ports(items) => out.ports = self.ports(items, &p.port_sets, names, false),
+                SvcItem::Syn(m) => {
+                    tcp_only.get_or_insert(it.span);
+                    if let SynMode::Auto(r) = m {
+                        if r.unit == RateUnit::Bps || r.value == 0 {
+                            self.diags.push(
+                                Diagnostic::error(it.span, format!("'syn auto {r}' needs a SYN rate"))
+                                    .expected("a SYN rate above 0, in pps or /s (e.g. syn auto 20kpps)"),
+                            );
+                        }
+                    }
+                    out.syn = *m;
+                }
+                SvcItem::Mss(v) => {
+                    tcp_only.get_or_insert(it.span);
+                    if let Learnable::Value(n) = v {
+                        if !(536..=9000).contains(n) {
+                            self.diags.push(
+                                Diagnostic::error(it.span, format!("MSS {n} out of range"))
+                                    .expected("an MSS from 536 to 9000, or learn"),
+                            );
+                        }
+                    }
+                    out.mss = *v;
+                }
+                SvcItem::Wscale(v) => {
+                    tcp_only.get_or_insert(it.span);
+                    if let Learnable::Value(n) = v {
+                        if *n > 14 {
+                            self.diags.push(
+                                Diagnostic::error(it.span, format!("window scale {n} out of range"))
+                                    .expected("a window scale from 0 to 14, or learn"),
+                            );
+                        }
+                    }
+                    out.wscale = *v;
+                }
+                SvcItem::Sack(t) => {
+                    tcp_only.get_or_insert(it.span);
+                    out.sack = *t;
+                }
+                SvcItem::Timestamps(t) => {
+                    tcp_only.get_or_insert(it.span);
+                    out.timestamps = *t;
+                }
+                SvcItem::Idle(k, d) => {
+                    if d.is_zero() || *d > Duration::from_secs(86_400) {
+                        self.diags.push(
+                            Diagnostic::error(it.span, format!("idle timeout {} out of range", fmt_dur(*d)))
+                                .expected("a timeout from 1ms to 24h"),
+                        );
+                    }
+                    match k {
+                        IdleKind::Embryonic => out.idle_embryonic = *d,
+                        IdleKind::Established => out.idle_established = *d,
+                        IdleKind::Closing => out.idle_closing = *d,
+                    }
+                }
+                SvcItem::Pickup(d) => {
+                    if *d > Duration::from_secs(3600) {
+                        self.diags.push(
+                            Diagnostic::error(it.span, format!("pickup window {} out of range", fmt_dur(*d)))
+                                .expected("a duration from 0s to 1h"),
+                        );
+                    }
+                    out.pickup = *d;
+                }
+            }
+        }
+        if !has_dst {
+            self.diags.push(
+                Diagnostic::error(svc.name.span, format!("service '{}' has no `dst`", svc.name.node))
+                    .expected("a line `dst SET|PREFIX|any` inside the service"),
+            );
+        }
+        if let (Proto::Udp, Some(at)) = (out.proto, tcp_only) {
+            self.diags.push(
+                Diagnostic::error(at, format!("TCP setting in UDP service '{}'", svc.name.node))
+                    .expected("proto tcp, or no syn/mss/wscale/sack/timestamps lines"),
+            );
+        }
+        (self.diags.len() == before).then_some(out)
+    }
+
+    pub(super) fn rule(&mut self, r: &RuleDecl, p: &Policy, names: &HashMap<String, (Kind, Span)>) -> Option<Rule> {
+        let before = self.diags.iter().filter(|d| d.is_error()).count();
+        let m = &r.matches;
+        for a in [&m.from, &m.to].into_iter().flatten() {
+            self.addr(a, p, names);
+        }
+        if let Some(s) = &m.service {
+            if !p.services.iter().any(|x| x.name == s.node)
+                && names.get(&s.node).is_none_or(|(k, _)| *k != Kind::Service)
+            {
+                self.unknown(&s.node, s.span, Kind::Service, names, false);
+            }
+        }
+        let dst_ports = m.port.as_ref().map(|l| self.ports(&l.node, &p.port_sets, names, false));
+        let src_ports = m.sport.as_ref().map(|l| self.ports(&l.node, &p.port_sets, names, false));
+        if let (Some(t), Some(pr)) = (&m.icmp_type, &m.proto) {
+            if pr.node != Proto::Icmp {
+                self.diags.push(
+                    Diagnostic::error(t.span, format!("icmp-type with proto {}", pr.node)).expected("proto icmp"),
+                );
+            }
+        }
+        if let (Some(t), Some(pr)) = (&m.icmpv6_type, &m.proto) {
+            if pr.node != Proto::Icmpv6 {
+                self.diags.push(
+                    Diagnostic::error(t.span, format!("icmpv6-type with proto {}", pr.node)).expected("proto icmpv6"),
+                );
+            }
+        }
+        let mut limits = Vec::new();
+        for l in &r.limits {
+            match &l.node {
+                LimitSpec::PerSource { rates, burst } | LimitSpec::Aggregate { rates, burst } => {
+                    let mut units = Vec::new();
+                    for rt in rates {
+                        if rt.node.unit == RateUnit::PerSec {
+                            self.diags.push(
+                                Diagnostic::error(rt.span, format!("'{}' is not a packet or bit rate", rt.node))
+                                    .expected("pps or bps units (use new-conns for connections per second)"),
+                            );
+                        } else if rt.node.value == 0 {
+                            self.diags.push(
+                                Diagnostic::error(rt.span, "a rate of 0 drops everything")
+                                    .expected("a rate above 0 (use deny to drop everything)"),
+                            );
+                        } else if units.contains(&rt.node.unit) {
+                            self.diags.push(
+                                Diagnostic::error(rt.span, "two rates of the same unit")
+                                    .expected("at most one pps rate and one bps rate"),
+                            );
+                        }
+                        units.push(rt.node.unit);
+                    }
+                    self.burst(burst);
+                }
+                LimitSpec::NewConns { rate, burst } => {
+                    if rate.node.unit != RateUnit::PerSec || rate.node.value == 0 {
+                        self.diags.push(
+                            Diagnostic::error(rate.span, format!("new-conns {} is not a connection rate", rate.node))
+                                .expected("connections per second above 0, e.g. 20/s"),
+                        );
+                    }
+                    self.burst(burst);
+                }
+                LimitSpec::MaxConns(n) => {
+                    if !(1..=1_000_000).contains(&n.node) {
+                        self.diags.push(
+                            Diagnostic::error(n.span, format!("max-conns {} out of range", n.node))
+                                .expected("a number of connections from 1 to 1M"),
+                        );
+                    }
+                }
+            }
+            limits.push(l.node.clone());
+        }
+        if self.diags.iter().filter(|d| d.is_error()).count() != before {
+            return None;
+        }
+        Some(Rule {
+            action: r.action.node,
+            observe: r.observe,
+            matches: r.matches.clone(),
+            dst_ports,
+            src_ports,
+            limits,
+            location: format!("{}:{}", self.sources.name(r.action.span.file), r.action.span.line),
+            span: r.action.span,
+        })
+    }
+
+    pub(super) fn burst(&mut self, b: &Option<Spanned<u64>>) {
+        if let Some(b) = b {
+            if b.node == 0 {
+                self.diags.push(
+                    Diagnostic::error(b.span, "burst 0 out of range")
+                        .expected("a burst of at least 1 (or no burst: one second of the rate)"),
+                );
+            }
+        }
+    }
+}

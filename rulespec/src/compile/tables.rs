@@ -1,0 +1,215 @@
+//! The compiled policy's tables and the three questions the engine asks of them per frame.
+
+use super::*;
+
+/// A rule's conditions, compiled. `NONE` / `ANY_*` mean "not written".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Matcher {
+    pub(super) action: Action,
+    pub(super) observe: bool,
+    pub(super) from: u32,
+    pub(super) to: u32,
+    pub(super) service: u32,
+    pub(super) dports: u32,
+    pub(super) sports: u32,
+    pub(super) proto: u16,
+    pub(super) icmp4: u16,
+    pub(super) icmp6: u16,
+    pub(super) flags: bool,
+    pub(super) flags_set: u8,
+    pub(super) flags_clear: u8,
+    /// Bit `FragKind as u8` set for each accepted fragment state.
+    pub(super) frag: u8,
+    pub(super) len_lo: u16,
+    pub(super) len_hi: u16,
+}
+
+/// A service's match part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct SvcMatch {
+    pub(super) dst: u32,
+    pub(super) proto: u8,
+    pub(super) ports: u32,
+}
+
+/// The compiled policy. Immutable after [`compile`]; share it between workers (`Send + Sync`).
+#[derive(Clone)]
+pub struct Compiled {
+    pub(super) settings: Settings,
+    pub(super) set_names: Vec<String>,
+    pub(super) words: usize,
+    pub(super) classes: Vec<u64>,
+    pub(super) class_protected: Vec<bool>,
+    pub(super) all_protected: bool,
+    pub(super) need_src: bool,
+    pub(super) need_dst: bool,
+    pub(super) v4: Lpm4,
+    pub(super) v6: Lpm6,
+    pub(super) ports: Vec<BitBox<u64, Lsb0>>,
+    pub(super) svc_match: Vec<SvcMatch>,
+    pub(super) services: Vec<CService>,
+    pub(super) matchers: Vec<Matcher>,
+    pub(super) rules: Vec<CRule>,
+    pub(super) stats: CompileStats,
+    pub(super) generation: u64,
+}
+
+impl fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compiled")
+            .field("generation_id", &format_args!("{:016x}", self.generation))
+            .field("settings", &self.settings)
+            .field("sets", &self.set_names)
+            .field("services", &self.services)
+            .field("rules", &self.rules)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Compiled {
+    /// The address class of `addr` (0: in no set). The same class means membership in the same
+    /// sets.
+    #[inline]
+    pub fn address_class(&self, v6: bool, addr: &[u8; 16]) -> u32 {
+        if v6 {
+            self.v6.lookup_bytes(addr)
+        } else {
+            self.v4.lookup(u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]))
+        }
+    }
+
+    #[inline]
+    fn has(&self, class: u32, set: u32) -> bool {
+        let i = class as usize * self.words + (set as usize >> 6);
+        self.classes.get(i).is_some_and(|w| (w >> (set & 63)) & 1 != 0)
+    }
+
+    #[inline]
+    fn port_in(&self, set: u32, port: u16) -> bool {
+        self.ports.get(set as usize).is_some_and(|b| b.get(port as usize).is_some_and(|x| *x))
+    }
+
+    #[inline]
+    fn svc_matches(&self, s: &SvcMatch, dst_class: u32, proto: u8, dport: u16) -> bool {
+        s.proto == proto
+            && (s.dst == NONE || self.has(dst_class, s.dst))
+            && (s.ports == NONE || self.port_in(s.ports, dport))
+    }
+
+    #[inline]
+    fn rule_matches(&self, m: &Matcher, p: &Packet<'_>, sc: u32, dc: u32, frag: u8) -> bool {
+        (m.proto == ANY_PROTO || m.proto == u16::from(p.proto))
+            && m.frag & frag != 0
+            && (m.len_lo <= p.ip_len && p.ip_len <= m.len_hi)
+            && (!m.flags
+                || (p.proto == 6 && p.tcp_flags & m.flags_set == m.flags_set && p.tcp_flags & m.flags_clear == 0))
+            && (m.icmp4 == ANY_TYPE || (p.proto == 1 && p.icmp_type.map(u16::from) == Some(m.icmp4)))
+            && (m.icmp6 == ANY_TYPE || (p.proto == 58 && p.icmp_type.map(u16::from) == Some(m.icmp6)))
+            && (m.dports == NONE || self.port_in(m.dports, p.dport))
+            && (m.sports == NONE || self.port_in(m.sports, p.sport))
+            && (m.from == NONE || self.has(sc, m.from))
+            && (m.to == NONE || self.has(dc, m.to))
+            && (m.service == NONE
+                || self.svc_match.get(m.service as usize).is_some_and(|s| self.svc_matches(s, dc, p.proto, p.dport)))
+    }
+
+    /// The first rule whose every condition holds, else the default action. Does not allocate;
+    /// looks up the source and destination class once, then tests each rule in O(1).
+    #[inline]
+    pub fn judge(&self, p: &Packet<'_>) -> Hit {
+        let sc = if self.need_src { self.address_class(p.v6, p.src) } else { 0 };
+        let dc = if self.need_dst { self.address_class(p.v6, p.dst) } else { 0 };
+        let frag = 1u8 << (p.frag as u8);
+        for (i, m) in self.matchers.iter().enumerate() {
+            if self.rule_matches(m, p, sc, dc, frag) {
+                return Hit { rule: Some(i as u16), action: m.action, observe: m.observe };
+            }
+        }
+        Hit { rule: None, action: self.settings.default, observe: false }
+    }
+
+    /// The first service whose destination set, protocol and ports match. Does not allocate.
+    #[inline]
+    pub fn service(&self, v6: bool, dst: &[u8; 16], proto: u8, dport: u16) -> Option<u16> {
+        if self.svc_match.is_empty() {
+            return None;
+        }
+        let dc = self.address_class(v6, dst);
+        self.svc_match.iter().position(|s| self.svc_matches(s, dc, proto, dport)).map(|i| i as u16)
+    }
+
+    /// Whether `addr` lies inside any service's destination set (any protocol, any port).
+    #[inline]
+    pub fn is_protected(&self, v6: bool, addr: &[u8; 16]) -> bool {
+        if self.all_protected {
+            return true;
+        }
+        if self.svc_match.is_empty() {
+            return false;
+        }
+        let c = self.address_class(v6, addr);
+        self.class_protected.get(c as usize).copied().unwrap_or(false)
+    }
+
+    /// Whether `addr` is in the address set `set` (a set name, or an inline prefix as written in
+    /// a rule, e.g. `198.18.0.0/24`). `None` when no rule or service uses that set. For tools
+    /// and tests, not for the per-frame path.
+    pub fn in_set(&self, set: &str, v6: bool, addr: &[u8; 16]) -> Option<bool> {
+        let id = self.set_names.iter().position(|n| n == set)?;
+        Some(self.has(self.address_class(v6, addr), id as u32))
+    }
+
+    /// Services, indexed by what [`service`](Self::service) returns.
+    pub fn services(&self) -> &[CService] {
+        &self.services
+    }
+
+    /// Rules in evaluation order, indexed by [`Hit::rule`].
+    pub fn rules(&self) -> &[CRule] {
+        &self.rules
+    }
+
+    /// Global settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Heap bytes of all tables.
+    pub fn memory_bytes(&self) -> usize {
+        self.stats.memory_bytes
+    }
+
+    /// Sizes of the tables.
+    pub fn stats(&self) -> CompileStats {
+        self.stats
+    }
+
+    /// A hash of the whole compiled content: changes when anything changes (set contents
+    /// included).
+    pub fn generation_id(&self) -> u64 {
+        self.generation
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        let s = |x: &String| x.capacity();
+        self.v4.memory_bytes()
+            + self.v6.memory_bytes()
+            + self.classes.capacity() * 8
+            + self.class_protected.capacity()
+            + self.set_names.capacity() * std::mem::size_of::<String>()
+            + self.set_names.iter().map(s).sum::<usize>()
+            + self.ports.capacity() * std::mem::size_of::<BitBox<u64, Lsb0>>()
+            + self.ports.iter().map(|b| b.as_raw_slice().len() * 8).sum::<usize>()
+            + self.svc_match.capacity() * std::mem::size_of::<SvcMatch>()
+            + self.services.capacity() * std::mem::size_of::<CService>()
+            + self.services.iter().map(|x| s(&x.name)).sum::<usize>()
+            + self.matchers.capacity() * std::mem::size_of::<Matcher>()
+            + self.rules.capacity() * std::mem::size_of::<CRule>()
+            + self
+                .rules
+                .iter()
+                .map(|r| s(&r.location) + s(&r.text) + r.limits.capacity() * std::mem::size_of::<CLimit>())
+                .sum::<usize>()
+    }
+}

@@ -1,0 +1,131 @@
+//! `scrubber run`.
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use scrubber::control::config::{defaults, RunConfig, RunRequest};
+use scrubber::control::supervisor;
+use scrubber::dataplane::Poll;
+use scrubber_xsk::Fallback;
+use std::path::PathBuf;
+
+use super::SynModeArg;
+
+/// Run the scrubber between two interfaces (AF_XDP).
+///
+/// Every frame arriving on --ext is judged and forwarded out --int, answered back out --ext
+/// (SYN cookies), or dropped; replies from --int go back out --ext the same way. One worker per
+/// core in --cores; worker i owns rx/tx queue i of both interfaces. Runs until SIGINT/SIGTERM,
+/// then drains, detaches and prints the final counters. SIGHUP (and any change of the rule file
+/// and the lists it names) reloads --rules; a bad file keeps the running policy.
+///
+/// Examples:
+///   scrubber run --ext eth1 --int eth2 --protect 198.18.0.10:80
+///   scrubber run --ext eth1 --int eth2 --rules /etc/scrubber/edge.rules --cores 2-5
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct RunArgs {
+    /// The internet-facing interface.
+    #[arg(long, value_name = "IF")]
+    ext: String,
+    /// The interface facing the protected servers.
+    #[arg(long, value_name = "IF")]
+    int: String,
+    /// Rule file (services, rules, limits, settings).
+    #[arg(long, value_name = "FILE", conflicts_with = "protect", required_unless_present = "protect")]
+    rules: Option<PathBuf>,
+    /// Protect IP[:PORT] (shorthand for a rule file with one TCP service per target).
+    #[arg(long, value_name = "IP[:PORT]")]
+    protect: Vec<String>,
+    /// SYN handling for --protect targets (rule files set it per service) [default: proxy].
+    #[arg(long, value_enum, conflicts_with = "rules")]
+    syn_mode: Option<SynModeArg>,
+    /// Cores for the workers, e.g. `0`, `0,1` or `2-5` (worker i serves queue i).
+    #[arg(long, value_name = "LIST", default_value = defaults::CORES)]
+    cores: String,
+    /// Zero-copy: `auto` tries it and falls back to copy mode per queue.
+    #[arg(long, value_name = "auto|on|off", default_value = "auto")]
+    zero_copy: String,
+    /// UMEM frame size (2048 or 4096); limits the MTU.
+    #[arg(long, value_name = "N", default_value_t = defaults::FRAME_SIZE)]
+    frame_size: u32,
+    /// Entries of each rx/tx ring (power of two); fill and completion rings get twice that.
+    #[arg(long, value_name = "N", default_value_t = defaults::RING_SIZE)]
+    ring_size: u32,
+    /// What a worker does when its rings are empty [default: block].
+    #[arg(long, value_enum)]
+    poll: Option<PollArg>,
+    /// Apply the NAPI knobs (defer hard IRQs 2, GRO flush 20 µs, threaded NAPI, NAPI threads
+    /// SCHED_FIFO 50 on the workers' cores); restored at exit.
+    #[arg(long)]
+    napi_tune: bool,
+    /// Attach the XDP program in generic (skb) mode instead of native.
+    #[arg(long)]
+    generic: bool,
+    /// What the XDP program does with frames on queues no worker serves.
+    #[arg(long, value_enum, default_value_t = FallbackArg::Pass)]
+    fallback: FallbackArg,
+    /// Stats socket for `scrubber stats`.
+    #[arg(long, value_name = "PATH", default_value = defaults::SOCKET)]
+    socket: PathBuf,
+    /// Session table capacity in total, divided among the workers [default: the rule file's
+    /// `sessions`, or 1048576].
+    #[arg(long, value_name = "N")]
+    sessions: Option<usize>,
+    /// SYN-cookie secret file [default: the rule file's `cookie-secret`, or random].
+    #[arg(long, value_name = "FILE")]
+    cookie_secret: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PollArg {
+    /// Keep polling the rings.
+    Spin,
+    /// sched_yield between empty polls.
+    Yield,
+    /// Sleep in poll(2) on both sockets until a frame arrives (at most 10 ms).
+    Block,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FallbackArg {
+    /// To the kernel stack.
+    Pass,
+    /// Dropped.
+    Drop,
+}
+
+/// Run `scrubber run`.
+pub fn run(a: RunArgs) -> Result<()> {
+    let req = RunRequest {
+        ext: a.ext,
+        int: a.int,
+        rules: a.rules,
+        protect: a.protect,
+        syn_mode: a.syn_mode.map(Into::into),
+        cores: a.cores,
+        zero_copy: a.zero_copy,
+        frame_size: a.frame_size,
+        ring_size: a.ring_size,
+        poll: match a.poll {
+            None => defaults::POLL,
+            Some(PollArg::Spin) => Poll::Spin,
+            Some(PollArg::Yield) => Poll::Yield,
+            Some(PollArg::Block) => Poll::Block,
+        },
+        napi_tune: a.napi_tune,
+        generic: a.generic,
+        fallback: match a.fallback {
+            FallbackArg::Pass => Fallback::Pass,
+            FallbackArg::Drop => Fallback::Drop,
+        },
+        socket: a.socket,
+        sessions: a.sessions,
+        cookie_secret: a.cookie_secret,
+    };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cfg = RunConfig::resolve(req, cores)?;
+    let summary = supervisor::run(cfg)?;
+    print!("{}", scrubber::control::stats::render(&summary.last, None));
+    summary.check()?;
+    Ok(())
+}

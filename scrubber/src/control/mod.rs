@@ -1,0 +1,22 @@
+//! Layer 4, off the packet path: configure, supervise, observe.
+//!
+//! * [`config`] — every default resolved once: command lines and rule files become a
+//!   [`config::RunConfig`] or [`config::ReplayConfig`].
+//! * [`supervisor`] — `scrubber run`: preflight, workers, the control-loop step function,
+//!   drain and stop.
+//! * [`reload`] — loading rule files, and hot reload on SIGHUP or file change.
+//! * [`telemetry`] — the stats socket: snapshots of every worker's counters.
+//! * [`stats`] — the statistics for people (`scrubber stats`, the final counters of `run`).
+//! * [`preflight`] — checks before attaching anything (interfaces, MTU, queues, capabilities,
+//!   memlock), all reported at once with their fix.
+//! * [`knobs`] — kernel NAPI knobs applied at start and restored at exit.
+//! * [`signals`] — stop and reload flags set by SIGINT/SIGTERM and SIGHUP.
+
+pub mod config;
+pub mod knobs;
+pub mod preflight;
+pub mod reload;
+pub mod signals;
+pub mod stats;
+pub mod supervisor;
+pub mod telemetry;

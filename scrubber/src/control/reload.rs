@@ -1,0 +1,217 @@
+//! Loading a rule file and hot reload.
+//!
+//! [`load_policy`] reads, checks and compiles a rule file (and everything it includes) into a
+//! [`Compiled`] policy, or returns every diagnostic rendered for people. [`Reloader`] runs on a
+//! control thread: on SIGHUP or when one of the policy's files changes it loads the file again
+//! away from the packet path, prepares one [`crate::engine::policy::Prepared`] per engine (all allocation happens
+//! here), and hands them to the workers through [`crate::dataplane::inbox::PolicyInbox`]es; each worker installs its
+//! copy between two batches ([`crate::Engine::install`]: one swap). A file that does not check
+//! or compile leaves the running policy in place; the failure is logged and counted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rulespec::{Compiled, FsSource};
+
+use crate::dataplane::inbox::PolicyFeed;
+use crate::engine::EngineConfig;
+
+/// A policy loaded from a rule file.
+#[derive(Debug)]
+pub struct LoadedPolicy {
+    /// The compiled tables.
+    pub compiled: Arc<Compiled>,
+    /// What `scrubber check` prints: settings, sets, services, rules, estimated memory.
+    pub summary: String,
+    /// Warnings, rendered (empty when none).
+    pub warnings: String,
+    /// Number of warnings.
+    pub warning_count: usize,
+    /// Every file read (rule files and list files), for change detection.
+    pub files: Vec<String>,
+}
+
+impl LoadedPolicy {
+    /// One line on the compiled tables, as `scrubber check` prints it.
+    pub fn compiled_line(&self) -> String {
+        let st = self.compiled.stats();
+        format!(
+            "compiled: {} IPv4 + {} IPv6 prefixes in {} address classes, {} port sets; tables {:.1} MiB",
+            st.prefixes_v4,
+            st.prefixes_v6,
+            st.classes,
+            st.port_sets,
+            st.memory_bytes as f64 / (1024.0 * 1024.0)
+        )
+    }
+}
+
+/// Why a rule file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    /// The file has errors; `rendered` shows each with file:line:column and a caret.
+    #[error("{path}: {errors} error(s), {warnings} warning(s)\n{rendered}")]
+    Invalid {
+        /// The rule file.
+        path: String,
+        /// Number of errors.
+        errors: usize,
+        /// Number of warnings.
+        warnings: usize,
+        /// All diagnostics rendered.
+        rendered: String,
+    },
+    /// The policy checked but could not be compiled.
+    #[error("{path}: cannot compile the policy: {source}")]
+    Compile {
+        /// The rule file.
+        path: String,
+        /// What failed.
+        source: rulespec::CompileError,
+    },
+}
+
+/// Read, check and compile the rule file at `path`.
+pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyLoadError> {
+    let root = path.to_string_lossy().into_owned();
+    let checked = rulespec::check(&root, &FsSource);
+    let rendered = checked.render();
+    let Some(policy) = checked.policy.as_ref().filter(|_| !checked.has_errors()) else {
+        return Err(PolicyLoadError::Invalid {
+            path: root,
+            errors: checked.error_count().max(1),
+            warnings: checked.warning_count(),
+            rendered,
+        });
+    };
+    let compiled =
+        rulespec::compile(policy).map_err(|source| PolicyLoadError::Compile { path: root.clone(), source })?;
+    Ok(LoadedPolicy {
+        compiled: Arc::new(compiled),
+        summary: policy.summary(),
+        warnings: rendered,
+        warning_count: checked.warning_count(),
+        files: checked.sources.files().iter().map(|f| f.name.clone()).collect(),
+    })
+}
+
+/// Modification time and size of each file, to notice changes without reading them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileStamps(Vec<(String, Option<(SystemTime, u64)>)>);
+
+impl FileStamps {
+    /// Stamp `files` now.
+    pub fn of(files: &[String]) -> Self {
+        FileStamps(
+            files
+                .iter()
+                .map(|f| {
+                    let m = std::fs::metadata(f).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+                    (f.clone(), m)
+                })
+                .collect(),
+        )
+    }
+
+    /// The same files stamped again now.
+    pub fn restamp(&self) -> Self {
+        let names: Vec<String> = self.0.iter().map(|(f, _)| f.clone()).collect();
+        FileStamps::of(&names)
+    }
+
+    /// Whether any file changed (or appeared, or vanished) since these stamps.
+    pub fn changed(&self) -> bool {
+        self.restamp() != *self
+    }
+}
+
+/// Why a reload did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file did not load; the running policy stays.
+    #[error(transparent)]
+    Load(#[from] PolicyLoadError),
+    /// Preparing the per-engine state failed; the running policy stays.
+    #[error("cannot prepare the policy: {0}")]
+    Prepare(#[from] crate::engine::EngineError),
+    /// A worker has stopped.
+    #[error(transparent)]
+    WorkerGone(#[from] crate::dataplane::inbox::WorkerGone),
+}
+
+crate::counters! {
+    /// Reloads of the rule file (SIGHUP, file changes).
+    pub struct ReloadStats("reload") {
+        /// Policies loaded and handed to every worker after the first.
+        counter "reloads" reloads_ok,
+        /// Reloads refused (the file had errors or did not compile); the old policy stayed.
+        counter "reloads" reloads_failed,
+        /// Generation id of the policy in force (a hash of its files' contents).
+        gauge "reloads" generation,
+    }
+}
+
+/// Hot reload of one rule file (runs on a control thread).
+#[derive(Debug)]
+pub struct Reloader {
+    path: PathBuf,
+    stamps: FileStamps,
+    configs: Vec<EngineConfig>,
+    feed: PolicyFeed,
+    stats: ReloadStats,
+}
+
+impl Reloader {
+    /// `loaded` is the policy the workers start with; `configs` the engine configuration of
+    /// each worker (in inbox order).
+    pub fn new(path: PathBuf, loaded: &LoadedPolicy, configs: Vec<EngineConfig>, feed: PolicyFeed) -> Self {
+        let stats = ReloadStats { generation: loaded.compiled.generation_id(), ..ReloadStats::default() };
+        Reloader { path, stamps: FileStamps::of(&loaded.files), configs, feed, stats }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> ReloadStats {
+        self.stats
+    }
+
+    /// Whether one of the policy's files changed since the last (attempted) load.
+    pub fn changed(&self) -> bool {
+        self.stamps.changed()
+    }
+
+    /// Load the file again and hand it to every worker. On failure the running policy stays,
+    /// the failure is counted, and the error (with every diagnostic) is returned for logging.
+    pub fn reload(&mut self, now_ns: u64) -> Result<LoadedPolicy, ReloadError> {
+        let r = self.try_reload(now_ns);
+        match &r {
+            Ok(_) => self.stats.reloads_ok += 1,
+            Err(_) => self.stats.reloads_failed += 1,
+        };
+        r
+    }
+
+    fn try_reload(&mut self, now_ns: u64) -> Result<LoadedPolicy, ReloadError> {
+        let loaded = match load_policy(&self.path) {
+            Ok(l) => l,
+            Err(e) => {
+                // Do not retry the same broken files on every poll: wait for the next change.
+                self.stamps = self.stamps.restamp();
+                return Err(e.into());
+            }
+        };
+        self.stamps = FileStamps::of(&loaded.files);
+        let mut prepared = Vec::with_capacity(self.configs.len());
+        for c in &self.configs {
+            prepared.push(c.prepare(loaded.compiled.clone(), now_ns)?);
+        }
+        self.feed.send(prepared)?;
+        self.stats.generation = loaded.compiled.generation_id();
+        Ok(loaded)
+    }
+
+    /// Drop retired policies (call now and then).
+    pub fn collect(&self) {
+        self.feed.collect();
+    }
+}

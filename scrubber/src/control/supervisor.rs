@@ -1,0 +1,397 @@
+//! `scrubber run` from a resolved [`RunConfig`]: preflight, engines, XDP programs, workers,
+//! the stats server, then the control loop until a stop signal, then drain and detach.
+//!
+//! The control loop is a step function ([`ControlLoop::step`]): given what happened since the
+//! last step (a stop or reload signal, a dead worker, the time), it decides what to do and
+//! says so as [`Event`]s. It needs no root and no interfaces, so it is tested on its own.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scrubber_xsk::XdpProgram;
+
+use super::config::{PolicySource, RunConfig};
+use super::knobs::{KnobConfig, KnobError, Knobs};
+use super::preflight::{self, PreflightConfig, PreflightErrors};
+use super::reload::Reloader;
+use super::signals::{SignalError, Signals};
+use super::telemetry::{ServerInfo, Snapshot, StatsServer, TelemetryError};
+use crate::dataplane::inbox::policy_channels;
+use crate::dataplane::stats::{Publisher, WorkerStats};
+use crate::dataplane::{self, Shared, WorkerSetup};
+use crate::engine::{Engine, EngineError};
+
+/// How often the control loop wakes up.
+pub const STEP: Duration = Duration::from_millis(100);
+/// How often the rule file and its lists are checked for changes.
+pub const FILE_CHECK: Duration = Duration::from_secs(1);
+
+/// Why `scrubber run` could not start or ended badly. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Preflight found problems (all listed, each with its fix).
+    #[error("cannot start:\n{0}")]
+    Preflight(PreflightErrors),
+    /// More workers than queues.
+    #[error(
+        "{workers} worker(s) on cores {cores} but {ext} has {queues} queue(s): give at most {queues} core(s) with --cores, or add queues (`ethtool -L {ext} combined N`)"
+    )]
+    Queues {
+        /// Workers asked for.
+        workers: usize,
+        /// The `--cores` list.
+        cores: String,
+        /// The ext interface.
+        ext: String,
+        /// Its queue count.
+        queues: u32,
+    },
+    /// An engine could not be built.
+    #[error("cannot build the engine: {0}")]
+    Engine(#[from] EngineError),
+    /// AF_XDP or BPF set-up failed.
+    #[error(transparent)]
+    Xsk(#[from] scrubber_xsk::XskError),
+    /// The stats socket could not be served.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    /// Signal handlers could not be installed.
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    /// The NAPI knobs could not be applied.
+    #[error(transparent)]
+    Knobs(#[from] KnobError),
+    /// A worker could not start.
+    #[error("{0}")]
+    WorkerStart(String),
+    /// A worker thread could not be created.
+    #[error("cannot start a worker thread: {0}")]
+    Thread(std::io::Error),
+    /// The frame accounting check failed at exit (a bug).
+    #[error("frame accounting: {0}")]
+    Accounting(String),
+}
+
+/// What happened since the last step.
+#[derive(Clone, Copy, Debug)]
+pub struct Tick {
+    /// The time now.
+    pub now: Instant,
+    /// SIGINT or SIGTERM was received.
+    pub stop: bool,
+    /// SIGHUP was received (taken: it will not be reported again).
+    pub hup: bool,
+    /// A worker thread has ended.
+    pub worker_died: bool,
+}
+
+/// What the control loop decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new policy was installed in every worker.
+    Reloaded {
+        /// `SIGHUP` or `file changed`.
+        why: &'static str,
+        /// The policy's description (file and generation).
+        policy: String,
+    },
+    /// A reload was refused; the running policy stays.
+    ReloadRefused {
+        /// `SIGHUP` or `file changed`.
+        why: &'static str,
+        /// Why, with every diagnostic.
+        error: String,
+    },
+    /// Stop: a signal asked for it.
+    StopRequested,
+    /// Stop: a worker ended by itself.
+    WorkerDied,
+}
+
+/// The control loop's state between steps.
+#[derive(Debug)]
+pub struct ControlLoop {
+    reloader: Option<(PathBuf, Reloader)>,
+    last_check: Instant,
+}
+
+/// The description of a policy shown in logs and `scrubber stats`.
+pub fn policy_description(path: &Path, generation: u64) -> String {
+    format!("{} (generation {generation:016x})", path.display())
+}
+
+impl ControlLoop {
+    /// A loop that reloads `reloader`'s rule file (`None`: `--protect`, nothing to reload).
+    pub fn new(reloader: Option<(PathBuf, Reloader)>, now: Instant) -> ControlLoop {
+        ControlLoop { reloader, last_check: now }
+    }
+
+    /// The reload counters (`None` when there is no rule file to reload).
+    pub fn reload_stats(&self) -> Option<super::reload::ReloadStats> {
+        self.reloader.as_ref().map(|(_, r)| r.stats())
+    }
+
+    /// One step. Returns what happened, in order; a stop event ends the loop.
+    pub fn step(&mut self, t: Tick) -> Vec<Event> {
+        if t.stop {
+            return vec![Event::StopRequested];
+        }
+        if t.worker_died {
+            return vec![Event::WorkerDied];
+        }
+        let Some((path, r)) = self.reloader.as_mut() else { return Vec::new() };
+        let changed = t.now.duration_since(self.last_check) >= FILE_CHECK && {
+            self.last_check = t.now;
+            r.changed()
+        };
+        let mut out = Vec::new();
+        if t.hup || changed {
+            let why = if t.hup { "SIGHUP" } else { "file changed" };
+            match r.reload(dataplane::now_ns()) {
+                Ok(l) => {
+                    out.push(Event::Reloaded { why, policy: policy_description(path, l.compiled.generation_id()) })
+                }
+                Err(e) => out.push(Event::ReloadRefused { why, error: e.to_string() }),
+            }
+        }
+        r.collect();
+        out
+    }
+}
+
+/// What a run leaves behind: the final statistics, and any problem found while stopping.
+#[derive(Debug)]
+pub struct RunSummary {
+    /// The last snapshot, taken after every worker stopped.
+    pub last: Snapshot,
+    /// Problems found while stopping (a failed frame-accounting check, a panicked worker):
+    /// print the statistics, then report these as [`RunError::Accounting`].
+    pub problems: Vec<String>,
+}
+
+impl RunSummary {
+    /// `Err` when stopping found problems.
+    pub fn check(&self) -> Result<(), RunError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(RunError::Accounting(self.problems.join("; ")))
+        }
+    }
+}
+
+/// Run the data plane until SIGINT/SIGTERM. Progress and reloads are reported on stderr.
+pub fn run(cfg: RunConfig) -> Result<RunSummary, RunError> {
+    for w in &cfg.warnings {
+        eprintln!("{w}");
+    }
+    let workers = cfg.workers();
+    // Checks before touching anything.
+    let _ = scrubber_xsk::raise_memlock();
+    let report = preflight::preflight(
+        &PreflightConfig {
+            ext: cfg.ext.clone(),
+            int: cfg.int.clone(),
+            frame_size: cfg.xsk.frame_size,
+            headroom: 0,
+            umem_bytes: cfg.umem_bytes(),
+            needs_sys_nice: cfg.napi_tune,
+        },
+        Path::new("/sys"),
+        Path::new("/proc"),
+    )
+    .map_err(RunError::Preflight)?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    let queues = scrubber_xsk::rx_queue_count(&cfg.ext)?;
+    if workers as u32 > queues {
+        return Err(RunError::Queues { workers, cores: cfg.cores_spec.clone(), ext: cfg.ext.clone(), queues });
+    }
+
+    // Engines (allocate the session tables now, before attaching).
+    let mut engines = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        engines.push(Engine::new(cfg.engine.clone())?);
+    }
+    let targets: Vec<String> = engines[0].counters().per_target.iter().map(|t| t.label.clone()).collect();
+    let policy_desc = match &cfg.policy {
+        PolicySource::Rules { path, .. } => policy_description(path, engines[0].policy().generation_id()),
+        PolicySource::Protect(_) => format!("--protect {}", targets.join(" ")),
+    };
+
+    let signals = Signals::install()?;
+    let ext_prog = Arc::new(XdpProgram::attach(&cfg.ext, queues, cfg.attach, cfg.fallback)?);
+    let int_queues = scrubber_xsk::rx_queue_count(&cfg.int)?;
+    let int_prog = Arc::new(XdpProgram::attach(&cfg.int, int_queues, cfg.attach, cfg.fallback)?);
+    let shared = Arc::new(Shared::new(workers, [ext_prog, int_prog]));
+
+    let (feed, inboxes) = policy_channels(workers);
+    let publishers: Vec<Publisher> = (0..workers).map(|i| Publisher::new(WorkerStats::new(i, &targets))).collect();
+    let server = StatsServer::start(&cfg.socket, publishers.clone(), ServerInfo::new(policy_desc.clone()))?;
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut handles = Vec::with_capacity(workers);
+    for (i, ((engine, inbox), publisher)) in engines.into_iter().zip(inboxes).zip(publishers).enumerate() {
+        let mut xsk = cfg.xsk.clone();
+        xsk.queue = i as u32;
+        let setup = WorkerSetup { index: i, core: Some(cfg.cores[i]), xsk, poll: cfg.poll };
+        let shared = shared.clone();
+        let ready = ready_tx.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("scrubber-w{i}"))
+                .spawn(move || dataplane::worker_main(setup, engine, inbox, publisher, shared, ready))
+                .map_err(RunError::Thread)?,
+        );
+    }
+    drop(ready_tx);
+    let mut modes = Vec::new();
+    let mut failure = None;
+    for _ in 0..workers {
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(m)) => modes.push(m),
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some("a worker did not start within 10 s".into()),
+        }
+    }
+    if let Some(e) = failure {
+        shared.running.store(false, Ordering::Relaxed);
+        for h in handles {
+            let _ = h.join();
+        }
+        return Err(RunError::WorkerStart(e));
+    }
+    let mut knobs = if cfg.napi_tune {
+        let ifs = [cfg.ext.as_str(), cfg.int.as_str()];
+        Some(Knobs::apply(&KnobConfig::recommended(&ifs, &cfg.cores))?)
+    } else {
+        None
+    };
+    for (i, (e, n)) in modes.iter().enumerate() {
+        eprintln!("scrubber: worker {i} on core {} serves queue {i}: {} {e}, {} {n}", cfg.cores[i], cfg.ext, cfg.int);
+    }
+    eprintln!(
+        "scrubber: running: ext {} int {} ({} XDP, fallback {:?}), {workers} worker(s), poll {}, policy {policy_desc}; stats: scrubber stats --socket {}",
+        cfg.ext,
+        cfg.int,
+        cfg.attach,
+        cfg.fallback,
+        cfg.poll.as_str(),
+        cfg.socket.display()
+    );
+
+    // The control loop: reloads, until stopped.
+    let reloader = match &cfg.policy {
+        PolicySource::Rules { path, loaded } => {
+            let mut c = cfg.engine.clone();
+            c.policy = Some(loaded.compiled.clone());
+            Some((path.clone(), Reloader::new(path.clone(), loaded, vec![c; workers], feed)))
+        }
+        PolicySource::Protect(_) => None,
+    };
+    let mut control = ControlLoop::new(reloader, Instant::now());
+    'control: loop {
+        std::thread::sleep(STEP);
+        let tick = Tick {
+            now: Instant::now(),
+            stop: signals.stop_requested(),
+            hup: signals.take_reload(),
+            worker_died: handles.iter().any(|h| h.is_finished()),
+        };
+        let events = control.step(tick);
+        if let Some(st) = control.reload_stats() {
+            server.set_reload(st);
+        }
+        for ev in events {
+            match ev {
+                Event::Reloaded { why, policy } => {
+                    eprintln!("scrubber: reload ({why}): policy {policy} installed in {workers} worker(s)");
+                    server.set_policy(policy);
+                }
+                Event::ReloadRefused { why, error } => {
+                    eprintln!("scrubber: reload ({why}) refused, running policy kept: {error}")
+                }
+                Event::StopRequested => break 'control,
+                Event::WorkerDied => {
+                    eprintln!("scrubber: a worker stopped unexpectedly; shutting down");
+                    break 'control;
+                }
+            }
+        }
+    }
+
+    eprintln!("scrubber: stopping: draining and detaching");
+    shared.running.store(false, Ordering::Relaxed);
+    let mut problems = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(end) => problems.extend(end.accounting_error),
+            Err(_) => problems.push("a worker panicked".into()),
+        }
+    }
+    if let Some(k) = knobs.as_mut() {
+        if let Err(e) = k.restore() {
+            eprintln!("warning: restoring kernel knobs: {e}");
+        }
+    }
+    let last = server.snapshot();
+    drop(server);
+    drop(shared);
+    Ok(RunSummary { last, problems })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::reload::load_policy;
+
+    const GOOD: &str = "service web\n  dst 198.18.0.10\n  proto tcp\n  ports 80\nend\ndeny proto udp\n";
+
+    fn tick(now: Instant) -> Tick {
+        Tick { now, stop: false, hup: false, worker_died: false }
+    }
+
+    #[test]
+    fn control_loop_reloads_refuses_and_stops_without_root() {
+        let dir = std::env::temp_dir().join(format!("scrubber-ctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.rules");
+        std::fs::write(&path, GOOD).unwrap();
+        let loaded = load_policy(&path).unwrap();
+        let cfg = crate::engine::EngineConfig { policy: Some(loaded.compiled.clone()), ..Default::default() };
+        let mut engine = Engine::new(cfg.clone()).unwrap();
+        let (feed, inboxes) = policy_channels(1);
+        let r = Reloader::new(path.clone(), &loaded, vec![cfg], feed);
+        let t0 = Instant::now();
+        let mut c = ControlLoop::new(Some((path.clone(), r)), t0);
+
+        // Nothing happened: nothing to do.
+        assert!(c.step(tick(t0)).is_empty());
+        // SIGHUP: the same file is loaded again and handed to the worker.
+        let ev = c.step(Tick { hup: true, ..tick(t0) });
+        assert!(matches!(&ev[..], [Event::Reloaded { why: "SIGHUP", .. }]), "{ev:?}");
+        assert!(inboxes[0].poll(&mut engine));
+        // A broken file, noticed by the file check (only once FILE_CHECK has passed).
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&path, "deny from nosuchset\n").unwrap();
+        assert!(c.step(tick(t0 + FILE_CHECK / 2)).is_empty(), "checked before FILE_CHECK passed");
+        let ev = c.step(tick(t0 + FILE_CHECK * 2));
+        match &ev[..] {
+            [Event::ReloadRefused { why: "file changed", error }] => assert!(error.contains("nosuchset"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!inboxes[0].poll(&mut engine), "a refused file reaches no worker");
+        assert_eq!(c.reload_stats().map(|s| (s.reloads_ok, s.reloads_failed)), Some((1, 1)));
+        // Stop and a dead worker end the loop.
+        assert_eq!(c.step(Tick { stop: true, ..tick(t0) }), vec![Event::StopRequested]);
+        assert_eq!(c.step(Tick { worker_died: true, ..tick(t0) }), vec![Event::WorkerDied]);
+        // `--protect`: nothing to reload, SIGHUP is ignored.
+        let mut p = ControlLoop::new(None, t0);
+        assert!(p.step(Tick { hup: true, ..tick(t0) }).is_empty());
+        assert_eq!(p.reload_stats(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

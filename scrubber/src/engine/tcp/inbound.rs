@@ -1,0 +1,268 @@
+//! ext → int: segments from clients towards a protected service, one function per case of
+//! DESIGN.md's table — a SYN, a SYN-ACK from outside, a segment with no session, a segment
+//! while the backend handshake is pending, a segment of an open session.
+
+use super::emit::bare_rst;
+use super::proxy::write_backend_syn;
+use super::{check_flags, eff_ws, flow_key, seg_end, Flags, SeqNumber, BACKEND_SYN_RETRY_MS, FAR_SEQ};
+use crate::engine::flow::FlowKey;
+use crate::engine::session::{
+    tick, Session, SessionState, SlotId, StateClass, F_FIN_CLIENT, F_FIN_SERVER, F_PROXIED, F_SACK, F_TS, WS_NONE,
+};
+use crate::engine::{Direction, DropReason, Engine, FrameBuf, SynMode, Verdict};
+use crate::wire::frame::Dissected;
+
+impl Engine {
+    /// A TCP segment from ext towards service `svc`.
+    #[inline]
+    pub(crate) fn tcp_inbound(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>, svc: usize) -> Verdict {
+        let tk = tick(now);
+        self.counters.tcp_flags_inbound[usize::from(d.tcp.flags)] += 1;
+        if let Err(r) = check_flags(d.tcp.flags) {
+            return Verdict::Drop(r);
+        }
+        let key = flow_key(d, Direction::Inbound);
+        let f = Flags::of(d.tcp.flags);
+        let found = self.table.lookup(&key, tk);
+        if f.syn && !f.ack {
+            return self.inbound_syn(now, d, frame, &key, found, svc);
+        }
+        if f.syn {
+            return self.inbound_synack(tk, d, found);
+        }
+        let id = match found {
+            Some(id) if self.table.get(id).state != SessionState::Closed => id,
+            _ => return self.inbound_no_session(now, d, frame, &key, found, svc),
+        };
+        let s = *self.table.get(id);
+        // A far-away sequence number on a live proxied session with a pure ACK: the client may
+        // have reopened the 4-tuple (its SYN was answered statelessly).
+        if self.cookies_possible(svc)
+            && f.ack
+            && !f.rst
+            && !f.fin
+            && s.state != SessionState::ProxySynSent
+            && SeqNumber(d.tcp.seq).distance(s.next_c) > FAR_SEQ
+        {
+            if let Some(v) = self.try_cookie_ack(now, d, frame, &key, Some(id), svc) {
+                return v;
+            }
+        }
+        match s.state {
+            SessionState::ProxySynSent => self.inbound_backend_pending(tk, d, frame, &key, id, &s),
+            SessionState::SynSent | SessionState::OutSynSent => Verdict::Drop(DropReason::AckBeforeSynAck),
+            // SynRecv, OutSynRecv, Established, FinWait, Closing.
+            _ => self.inbound_open(tk, d, frame, id, &s),
+        }
+    }
+
+    /// A SYN: a new connection, a retransmission, or the reuse of a 4-tuple.
+    fn inbound_syn(
+        &mut self,
+        now: u64,
+        d: &Dissected,
+        frame: &mut FrameBuf<'_>,
+        key: &FlowKey,
+        mut found: Option<SlotId>,
+        svc: usize,
+    ) -> Verdict {
+        let tk = tick(now);
+        let seq = SeqNumber(d.tcp.seq);
+        let mode = if self.syn_proxy(svc, now) { SynMode::Proxy } else { SynMode::Track };
+        if let Some(id) = found {
+            let s = *self.table.get(id);
+            let retransmit = seq + 1 == s.next_c;
+            match (s.state.class(), mode) {
+                (StateClass::Closing, _) => {
+                    self.table.remove(id);
+                    self.counters.sessions_reused += 1;
+                    found = None;
+                }
+                (_, SynMode::Track) if retransmit && s.state == SessionState::SynSent => {
+                    self.table.get_mut(id).last_seen = tk;
+                    return Verdict::Forward;
+                }
+                (_, SynMode::Track) if retransmit => return Verdict::Drop(DropReason::SynInSession),
+                (_, SynMode::Track) => {
+                    // A new ISN on a live 4-tuple: the client lost its state.
+                    self.table.remove(id);
+                    self.counters.sessions_reused += 1;
+                    found = None;
+                }
+                (_, SynMode::Proxy) if retransmit => return Verdict::Drop(DropReason::SynInSession),
+                // Proxy: answer statelessly; the session is replaced only when the client
+                // proves itself with the cookie ACK (see FAR_SEQ).
+                (_, SynMode::Proxy) => {}
+            }
+        }
+        if let Err(r) = self.conn_admit(&d.src) {
+            return Verdict::Drop(r);
+        }
+        match mode {
+            SynMode::Proxy => self.answer_cookie(now, d, frame, key, svc),
+            SynMode::Track => {
+                if found.is_some() {
+                    return Verdict::Drop(DropReason::SynInSession);
+                }
+                let Ok(o) = d.tcp.options() else { return Verdict::Drop(DropReason::TcpBadOptions) };
+                let mut flags = 0;
+                if o.timestamp.is_some() {
+                    flags |= F_TS;
+                }
+                if o.sack_permitted {
+                    flags |= F_SACK;
+                }
+                let mut s = Session {
+                    last_seen: tk,
+                    state: SessionState::SynSent,
+                    flags,
+                    client_ws: o.wscale.unwrap_or(WS_NONE),
+                    server_ws: WS_NONE,
+                    adv_ws: WS_NONE,
+                    svc: svc as u8,
+                    win_c: d.tcp.window,
+                    next_c: seq + 1,
+                    ..Session::default()
+                };
+                self.conn_count(&d.src, &mut s);
+                match self.table.insert(key, s) {
+                    Ok(_) => {
+                        self.counters.sessions_tracked += 1;
+                        Verdict::Forward
+                    }
+                    Err(_) => Verdict::Drop(DropReason::SessionTableFull),
+                }
+            }
+        }
+    }
+
+    /// A SYN-ACK from outside: only for connections a protected server opened.
+    fn inbound_synack(&mut self, tk: u32, d: &Dissected, found: Option<SlotId>) -> Verdict {
+        let Some(id) = found else { return Verdict::Drop(DropReason::SynAckNoSession) };
+        let s = self.table.get_mut(id);
+        match s.state {
+            SessionState::OutSynSent | SessionState::OutSynRecv => {
+                if SeqNumber(d.tcp.ack) != s.next_s {
+                    return Verdict::Drop(DropReason::SynAckBadAck);
+                }
+                s.state = SessionState::OutSynRecv;
+                s.next_c = SeqNumber(d.tcp.seq) + 1;
+                s.win_c = d.tcp.window;
+                s.last_seen = tk;
+                Verdict::Forward
+            }
+            _ => Verdict::Drop(DropReason::SynAckNoSession),
+        }
+    }
+
+    /// No open session (none, or a closed one): a cookie ACK, a mid-stream pickup, or a drop.
+    /// This is where ACK, ACK-PSH, RST and FIN floods end.
+    fn inbound_no_session(
+        &mut self,
+        now: u64,
+        d: &Dissected,
+        frame: &mut FrameBuf<'_>,
+        key: &FlowKey,
+        found: Option<SlotId>,
+        svc: usize,
+    ) -> Verdict {
+        let f = Flags::of(d.tcp.flags);
+        if f.rst {
+            return Verdict::Drop(DropReason::RstNoSession);
+        }
+        if f.fin {
+            return Verdict::Drop(DropReason::FinNoSession);
+        }
+        if self.cookies_possible(svc) {
+            if let Some(v) = self.try_cookie_ack(now, d, frame, key, found, svc) {
+                return v;
+            }
+        }
+        if let Some(v) = self.pickup(now, d, key, svc) {
+            return v;
+        }
+        if self.cookies_possible(svc) {
+            self.counters.cookies_failed += 1;
+        }
+        Verdict::Drop(DropReason::AckNoSession)
+    }
+
+    /// A proxied session whose backend has not answered yet. The client was told a zero
+    /// window; what arrives now are its ACK retransmissions and window probes. One of them
+    /// re-sends the backend SYN when the backend has been silent for a while; a RST in
+    /// sequence ends the session.
+    fn inbound_backend_pending(
+        &mut self,
+        tk: u32,
+        d: &Dissected,
+        frame: &mut FrameBuf<'_>,
+        key: &FlowKey,
+        id: SlotId,
+        s: &Session,
+    ) -> Verdict {
+        if Flags::of(d.tcp.flags).rst {
+            if SeqNumber(d.tcp.seq) != s.next_c {
+                return Verdict::Drop(DropReason::RstOutOfWindow);
+            }
+            // Tell the backend: a bare RST in the sequence space it knows.
+            bare_rst(d, frame, d.tcp.seq);
+            let s = self.table.get_mut(id);
+            s.state = SessionState::Closed;
+            s.last_seen = tk;
+            self.counters.sessions_closed += 1;
+            self.counters.rst_forwarded_inbound += 1;
+            return Verdict::Forward;
+        }
+        if tk.wrapping_sub(s.last_seen) >= BACKEND_SYN_RETRY_MS {
+            let tsval = d.tcp.options().ok().and_then(|o| o.timestamp).map(|t| t.0);
+            let s = self.table.get_mut(id);
+            s.last_seen = tk;
+            if let Some(tv) = tsval {
+                s.next_s = SeqNumber(tv);
+            }
+            let s = *s;
+            if write_backend_syn(d, frame, key, &s).is_err() {
+                return Verdict::Drop(DropReason::NoBufferRoom);
+            }
+            self.counters.backend_syns_retransmitted += 1;
+            return Verdict::Forward;
+        }
+        Verdict::Drop(DropReason::ProxyHandshakePending)
+    }
+
+    /// A segment of an open session (handshake seen, established or closing): RSTs must be
+    /// in window; proxied sessions are translated; the session follows FINs and RSTs.
+    #[inline]
+    fn inbound_open(&mut self, tk: u32, d: &Dissected, frame: &mut FrameBuf<'_>, id: SlotId, s: &Session) -> Verdict {
+        let f = Flags::of(d.tcp.flags);
+        if f.rst {
+            let w = ((s.win_s as u64) << eff_ws(s.server_ws)).clamp(1, 1 << 30) as u32;
+            if !SeqNumber(d.tcp.seq).within(s.next_c - w, w.saturating_mul(2)) {
+                return Verdict::Drop(DropReason::RstOutOfWindow);
+            }
+        }
+        if s.flags & F_PROXIED != 0 {
+            if let Err(r) = super::translate::inbound(d, frame, s) {
+                return Verdict::Drop(r);
+            }
+        }
+        let s = self.table.get_mut(id);
+        s.last_seen = tk;
+        s.win_c = d.tcp.window;
+        s.next_c = s.next_c.max(seg_end(d));
+        if f.rst {
+            s.state = SessionState::Closed;
+            self.counters.sessions_closed += 1;
+            self.counters.rst_forwarded_inbound += 1;
+        } else if f.fin {
+            s.flags |= F_FIN_CLIENT;
+            s.state = if s.flags & F_FIN_SERVER != 0 { SessionState::Closing } else { SessionState::FinWait };
+            if s.state == SessionState::Closing {
+                self.counters.sessions_closed += 1;
+            }
+        } else if s.state == SessionState::SynRecv && f.ack && SeqNumber(d.tcp.ack) == s.next_s {
+            s.state = SessionState::Established;
+        }
+        Verdict::Forward
+    }
+}
