@@ -137,6 +137,21 @@ fn observe_rule_and_observe_mode_forward_but_count() {
     assert_eq!(e.counters().per_rule[0].would_drop, 1);
     assert_eq!(e.counters().dropped_total(), 0);
 
+    // An observe rule is a dry run, not a decision: evaluation goes on to the next rule, which
+    // decides (here the default deny, then an explicit allow).
+    let mut e = engine(&format!(
+        "{BASE}\nlimit observe to servers proto udp aggregate 1pps burst 1\nallow from bad proto udp port 53\ndefault deny\n"
+    ));
+    let u = udp("198.19.1.9", "198.18.0.10", 9, 10);
+    for _ in 0..3 {
+        assert_eq!(v_in(&mut e, T0, &u), Verdict::Drop(DropReason::DefaultDeny), "observe must not let it through");
+    }
+    assert_eq!(v_in(&mut e, T0, &udp("198.19.66.5", "198.18.0.10", 53, 10)), Verdict::Forward);
+    let c = e.counters();
+    assert_eq!((c.per_rule[0].matched, c.per_rule[0].would_drop, c.per_rule[0].dropped), (4, 3, 0));
+    assert_eq!((c.per_rule[1].matched, c.dropped[DropReason::DefaultDeny.index()]), (1, 3));
+    assert_eq!(c.would_drop[DropReason::RateLimited.index()], 3);
+
     let mut e =
         engine(&format!("{BASE}\nmode observe\ndeny from bad\nservice p\n dst 198.18.1.0/24\n syn proxy\nend\n"));
     assert_eq!(v_in(&mut e, T0, &udp("198.19.66.5", "198.18.0.10", 53, 10)), Verdict::Forward);

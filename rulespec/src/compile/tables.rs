@@ -116,12 +116,21 @@ impl Compiled {
 
     /// The first rule whose every condition holds, else the default action. Does not allocate;
     /// looks up the source and destination class once, then tests each rule in O(1).
+    ///
+    /// An `observe` rule is not terminal: when [`Hit::observe`] is set, the caller counts it and
+    /// asks again with [`judge_from`](Self::judge_from) from the next rule.
     #[inline]
     pub fn judge(&self, p: &Packet<'_>) -> Hit {
+        self.judge_from(p, 0)
+    }
+
+    /// As [`judge`](Self::judge), from rule `start` on (the rule after an `observe` hit).
+    #[inline]
+    pub fn judge_from(&self, p: &Packet<'_>, start: usize) -> Hit {
         let sc = if self.need_src { self.address_class(p.v6, p.src) } else { 0 };
         let dc = if self.need_dst { self.address_class(p.v6, p.dst) } else { 0 };
         let frag = 1u8 << (p.frag as u8);
-        for (i, m) in self.matchers.iter().enumerate() {
+        for (i, m) in self.matchers.iter().enumerate().skip(start) {
             if self.rule_matches(m, p, sc, dc, frag) {
                 return Hit { rule: Some(i as u16), action: m.action, observe: m.observe };
             }

@@ -13,8 +13,9 @@ use crate::wire::frame::{Dissected, Frag};
 use crate::wire::tcp::{flags as tf, TcpOptions};
 
 impl Engine {
-    /// The rules' verdict on an inbound IP frame: `Some(reason)` to drop it. Counts the
-    /// rule; a drop by an `observe` rule is counted as a would-drop and `None` returned.
+    /// The rules' verdict on an inbound IP frame: `Some(reason)` to drop it. Counts every rule
+    /// met: `observe` rules count what they would have done (a would-drop) and evaluation goes on
+    /// to the next rule, as a log action would; the first other rule, or the default, decides.
     #[inline]
     pub(crate) fn rules(&mut self, now: u64, d: &Dissected) -> Option<DropReason> {
         // From the IP header, not the frame: Ethernet padding is not part of the packet.
@@ -35,7 +36,23 @@ impl Engine {
             },
             icmp_type: d.icmp_type,
         };
-        let hit = self.pol.compiled.judge(&pkt);
+        // `observe` rules are not terminal: each one met counts (would-drops included) and the
+        // evaluation goes on with the next rule.
+        let mut start = 0;
+        loop {
+            let hit = self.pol.compiled.judge_from(&pkt, start);
+            let verdict = self.rule_hit(now, d, hit, ip_len);
+            match hit.rule {
+                Some(i) if hit.observe => start = usize::from(i) + 1,
+                _ => return verdict,
+            }
+        }
+    }
+
+    /// Count one rule hit and apply its action: `Some(reason)` to drop. An observe hit counts
+    /// what it would have dropped and returns `None`.
+    #[inline]
+    fn rule_hit(&mut self, now: u64, d: &Dissected, hit: rulespec::Hit, ip_len: u16) -> Option<DropReason> {
         let rc = hit.rule.and_then(|i| self.counters.per_rule.get_mut(usize::from(i)));
         if let Some(rc) = rc {
             rc.matched += 1;
@@ -47,7 +64,10 @@ impl Engine {
             Action::Limit => {
                 let rt = hit.rule.and_then(|i| self.pol.rules.get_mut(usize::from(i)))?;
                 if let Some(n) = rt.max_conns {
-                    self.frame_max_conns = Some((n, hit.observe));
+                    // An enforcing rule's max-conns wins over an observe rule's met before.
+                    if !(hit.observe && self.frame_max_conns.is_some_and(|(_, obs)| !obs)) {
+                        self.frame_max_conns = Some((n, hit.observe));
+                    }
                 }
                 let syn = d.tcp.flags & (tf::SYN | tf::ACK) == tf::SYN;
                 let bytes = u64::from(ip_len);
