@@ -125,3 +125,18 @@ fn missing_top_file_is_an_error_without_location() {
     assert!(c.has_errors());
     assert_eq!(c.render(), "error: cannot read 'nope.rules': no such file\n");
 }
+
+#[test]
+fn a_proxied_service_without_ports_is_warned_about() {
+    let check_text = |text: &str| {
+        let c = check("m.rules", &MemSource::new().with("m.rules", text));
+        assert!(!c.has_errors(), "{}", c.render());
+        (c.warning_count(), c.render())
+    };
+    let (n, text) = check_text("service web\n  dst 198.18.0.10\n  proto tcp\nend\n");
+    assert_eq!(n, 1, "{text}");
+    assert!(text.contains("proxies every TCP port") && text.contains("m.rules:1:9"), "{text}");
+    // With ports, or tracked (nothing is answered for closed ports), nothing to say.
+    assert_eq!(check_text("service web\n  dst 198.18.0.10\n  ports 80\nend\n").0, 0);
+    assert_eq!(check_text("service web\n  dst 198.18.0.10\n  syn track\nend\n").0, 0);
+}

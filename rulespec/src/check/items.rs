@@ -28,7 +28,8 @@ impl Checker<'_> {
         let mut seen: HashMap<String, Span> = HashMap::new();
         let mut has_dst = false;
         let mut tcp_only: Option<Span> = None;
-        let before = self.diags.len();
+        let errors = |c: &Self| c.diags.iter().filter(|d| d.is_error()).count();
+        let before = errors(self);
         for it in &svc.items {
             let key = match &it.node {
                 SvcItem::Idle(k, _) => format!("idle {k:?}").to_lowercase(),
@@ -131,7 +132,8 @@ impl Checker<'_> {
                     .expected("proto tcp, or no syn/mss/wscale/sack/timestamps lines"),
             );
         }
-        (self.diags.len() == before).then_some(out)
+        let ok = errors(self) == before;
+        ok.then_some(out)
     }
 
     pub(super) fn rule(&mut self, r: &RuleDecl, p: &Policy, names: &HashMap<String, (Kind, Span)>) -> Option<Rule> {

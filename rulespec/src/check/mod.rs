@@ -506,6 +506,7 @@ impl Checker<'_> {
             }
         }
         self.shadowing(&p.rules);
+        self.all_ports_proxied(&p.services);
         p
     }
 

@@ -3,6 +3,24 @@
 use super::*;
 
 impl Checker<'_> {
+    /// Advice once a file is otherwise valid: a SYN-proxied service without `ports` proxies
+    /// every port, so closed ports look open from outside.
+    pub(super) fn all_ports_proxied(&mut self, services: &[Service]) {
+        if self.diags.iter().any(|d| d.is_error()) {
+            return;
+        }
+        for s in services.iter().filter(|s| s.proto == Proto::Tcp && s.syn != SynMode::Track && s.ports.is_empty()) {
+            self.diags.push(
+                Diagnostic::warning(s.span, format!("service '{}' proxies every TCP port of its destinations", s.name))
+                    .expected("a `ports` line listing the ports the servers listen on")
+                    .note(
+                        "the SYN proxy answers SYNs to closed ports too: such connections open, then the backend \
+                         resets them, and every port looks open from outside",
+                    ),
+            );
+        }
+    }
+
     pub(super) fn shadowing(&mut self, rules: &[Rule]) {
         for (j, later) in rules.iter().enumerate() {
             if let Some(earlier) = rules[..j].iter().find(|e| !e.observe && broader(e, later)) {

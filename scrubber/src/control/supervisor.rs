@@ -183,7 +183,7 @@ impl RunSummary {
 }
 
 /// Run the data plane until SIGINT/SIGTERM. Progress and reloads are reported on stderr.
-pub fn run(cfg: RunConfig) -> Result<RunSummary, RunError> {
+pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     for w in &cfg.warnings {
         eprintln!("{w}");
     }
@@ -206,6 +206,10 @@ pub fn run(cfg: RunConfig) -> Result<RunSummary, RunError> {
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
+    // The links' MTUs: larger frames are answered with ICMP too-big, and cookie SYN-ACKs never
+    // promise clients more than the int link carries.
+    cfg.engine.int_mtu = u16::try_from(report.int.mtu).unwrap_or(u16::MAX);
+    cfg.engine.ext_mtu = u16::try_from(report.ext.mtu).unwrap_or(u16::MAX);
     let queues = scrubber_xsk::rx_queue_count(&cfg.ext)?;
     if workers as u32 > queues {
         return Err(RunError::Queues { workers, cores: cfg.cores_spec.clone(), ext: cfg.ext.clone(), queues });

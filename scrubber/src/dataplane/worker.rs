@@ -249,7 +249,7 @@ fn judge(
                 let mut x = FrameBuf { buf: xbuf, len: 0 };
                 let v = engine.process(now, dir, &mut f, &mut x);
                 d.set_len(f.len);
-                if v == Verdict::ForwardWithReply {
+                if matches!(v, Verdict::ForwardWithReply | Verdict::ReplyTwice) {
                     sp.set_len(x.len);
                 }
                 v
@@ -279,6 +279,14 @@ fn judge(
         Verdict::ForwardWithReply => {
             out.fwd[out.nfwd] = *d;
             out.nfwd += 1;
+            if let Some(sp) = spare.take() {
+                out.ans[out.nans] = sp;
+                out.nans += 1;
+            }
+        }
+        Verdict::ReplyTwice => {
+            out.ans[out.nans] = *d;
+            out.nans += 1;
             if let Some(sp) = spare.take() {
                 out.ans[out.nans] = sp;
                 out.nans += 1;

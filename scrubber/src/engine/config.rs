@@ -75,6 +75,11 @@ pub struct EngineConfig {
     pub rate_share: u32,
     /// Entries of each per-source limiter table.
     pub per_source_slots: usize,
+    /// MTU of the int link (frames towards the servers), 0 when unknown: larger frames are
+    /// answered with ICMP too-big, and cookie SYN-ACKs advertise no larger MSS.
+    pub int_mtu: u16,
+    /// MTU of the ext link (frames towards the clients), 0 when unknown.
+    pub ext_mtu: u16,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +98,8 @@ impl Default for EngineConfig {
             force_syn_mode: None,
             rate_share: 1,
             per_source_slots: 65_536,
+            int_mtu: 0,
+            ext_mtu: 0,
         }
     }
 }

@@ -189,6 +189,10 @@ crate::counters! {
         /// Frames a drop was decided for but that were forwarded because the global mode or the
         /// matching rule is `observe`, all reasons (by reason: `would_drop`).
         counter "traffic" would_drop_total,
+        /// Frames too large for the egress link answered with ICMP fragmentation-needed or
+        /// ICMPv6 packet-too-big (from the destination's address), so that path MTU discovery
+        /// works through the bump.
+        counter "traffic" too_big_answered,
         /// ARP and IPv6 neighbour discovery frames passed unchanged.
         counter "passed" passed_arp_nd,
         /// Non-TCP IP frames (UDP, ICMP, other protocols) passed unchanged.
@@ -229,6 +233,27 @@ crate::counters! {
         /// RSTs the scrubber wrote itself (not a forwarded RST): resets of stale backend
         /// connections, of connections a rule or check cut.
         counter "tcp" rst_sent,
+        /// RSTs inside the receive window but not at its exact next sequence number: forwarded
+        /// without closing the session, so that the endpoint answers with a challenge ACK and a
+        /// blind reset cannot cut the connection (RFC 5961).
+        counter "tcp" rst_inexact_forwarded,
+        /// Challenge ACKs from a backend that still held an old connection on the 4-tuple of a
+        /// new proxied one: answered with a RST (counted in `rst_sent`) so that the SYN can be
+        /// retried, as a client in SYN-SENT would (RFC 9293).
+        counter "tcp" backend_challenge_acks,
+        /// ACKs on a live session tried as a new connection's cookie first because the client
+        /// sent a new SYN on the same 4-tuple moments before (a reconnect on a busy port).
+        counter "tcp" reopen_tried,
+        /// Cookie SYN-ACKs whose MSS was lowered to what the backend path carries (the MSS the
+        /// backend last announced, or the int link's MTU).
+        counter "tcp" mss_clamped,
+        /// SYNs carrying data (TCP Fast Open): answered with a window as large as that data, so
+        /// that the client resends it with its handshake ACK at once instead of waiting for its
+        /// persist timer; the SYN's data itself is not accepted.
+        counter "tcp" tfo_syns,
+        /// Data that came with a cookie ACK (a Fast Open client's request), kept and delivered
+        /// to the backend with the ACK that completes the backend handshake.
+        counter "tcp" early_data_delivered,
         /// Sessions created from a valid cookie (proxy mode).
         counter "sessions" sessions_proxied,
         /// Sessions created from an observed client SYN (track mode).
@@ -241,6 +266,9 @@ crate::counters! {
         /// Closed or closing sessions replaced by a new SYN on the same 4-tuple (immediate port
         /// reuse).
         counter "sessions" sessions_reused,
+        /// Segments of a session a RST closed, forwarded while it lingers so that the other end
+        /// can reset them again (a lost RST must not hang the peer).
+        counter "sessions" closed_forwarded,
         /// Sessions that ended with a RST or with FINs from both sides.
         counter "sessions" sessions_closed,
         /// Frames from a protected server that matched no session and were forwarded anyway

@@ -30,6 +30,7 @@ pub mod config;
 pub mod cookie;
 pub mod counters;
 pub mod flow;
+pub mod icmp;
 pub mod policy;
 pub mod session;
 pub mod tcp;
@@ -47,13 +48,18 @@ use crate::wire::frame::{dissect, dissect_into, DissectError, Dissected, Frag, N
 use crate::wire::IPPROTO_TCP;
 use cookie::{CookieKey, SynCookies};
 use counters::Counters;
-use policy::limiter::ConnCounts;
+use policy::limiter::{BucketState, ConnCounts, TokenBucket};
 use policy::{Prepared, Retired, SynPolicy};
 use session::{tick, SessionTable};
+use tcp::recent::{BackendMss, RecentSyns};
+use tcp::stash::Stash;
 
 /// How many sessions' worth of slots the clock hand sweeps every `SWEEP_EVERY` frames.
 const SWEEP_SLOTS: usize = 16;
 const SWEEP_EVERY: u32 = 256;
+/// ICMP too-big answers an engine may send: a flood of large frames from spoofed sources must
+/// not turn the box into a reflector.
+const ICMP_BUDGET: TokenBucket = TokenBucket { rate: 1000, burst: 100 };
 
 /// A frame buffer: `buf[..len]` is the frame; the engine may rewrite it and change `len`
 /// (up to `buf.len()`). Answers need up to 134 bytes from the start of the frame; give every
@@ -96,6 +102,16 @@ pub struct Engine {
     frame_max_conns: Option<(u32, bool)>,
     cookies: SynCookies,
     table: SessionTable,
+    /// New SYNs on live 4-tuples (reconnects on a busy port).
+    recent_syns: RecentSyns,
+    /// The MSS each backend last announced.
+    backend_mss: BackendMss,
+    /// Data that came with cookie ACKs, until the backend handshake completes.
+    stash: Stash,
+    /// MTU of the egress link by arrival direction: [towards int, towards ext]; 0 = unknown.
+    mtu: [u16; 2],
+    /// ICMP too-big answers left.
+    icmp_budget: BucketState,
     counters: Counters,
     /// Latest time seen (the clock never runs backwards inside the engine).
     now_ns: u64,
@@ -119,6 +135,11 @@ impl Engine {
             frame_max_conns: None,
             cookies: SynCookies::new(CookieKey::from_bytes(cfg.cookie_key), cfg.cookie_slot_secs),
             table,
+            recent_syns: RecentSyns::new(seed.rotate_left(29)),
+            backend_mss: BackendMss::new(seed.rotate_left(41)),
+            stash: Stash::new(seed.rotate_left(53)),
+            mtu: [cfg.int_mtu, cfg.ext_mtu],
+            icmp_budget: BucketState::full(&ICMP_BUDGET, 0),
             counters: Counters::new(&[]),
             now_ns: 0,
             frames: 0,
@@ -284,6 +305,7 @@ impl Engine {
                 Direction::Outbound => c.forwarded_outbound += 1,
             },
             Verdict::Reply => c.replies += 1,
+            Verdict::ReplyTwice => c.replies += 2,
             Verdict::ForwardWithReply => {
                 c.replies += 1;
                 match dir {
@@ -298,7 +320,7 @@ impl Engine {
                 t.rx += 1;
                 match verdict {
                     Verdict::Forward | Verdict::ForwardWithReply => t.forwarded += 1,
-                    Verdict::Reply => t.replied += 1,
+                    Verdict::Reply | Verdict::ReplyTwice => t.replied += 1,
                     Verdict::Drop(_) => t.dropped += 1,
                 }
             }
@@ -351,20 +373,20 @@ impl Engine {
             } else {
                 self.counters.passed_non_tcp += 1;
             }
-            return (Verdict::Forward, None);
+            return (self.pass(now, dir, d, frame), None);
         }
         if d.frag != Frag::None {
             if self.pol.compiled.is_protected(d.v6, svc_addr) {
                 return (Verdict::Drop(DropReason::TcpFragment), None);
             }
             self.counters.passed_fragments += 1;
-            return (Verdict::Forward, None);
+            return (self.pass(now, dir, d, frame), None);
         }
         let target = match self.pol.compiled.service(d.v6, svc_addr, IPPROTO_TCP, svc_port) {
             Some(t) => usize::from(t),
             None => {
                 self.counters.passed_unprotected += 1;
-                return (Verdict::Forward, None);
+                return (self.pass(now, dir, d, frame), None);
             }
         };
         let v = match dir {
@@ -372,6 +394,37 @@ impl Engine {
             Direction::Outbound => self.tcp_outbound(now, d, frame, extra, target),
         };
         (v, Some(target))
+    }
+
+    /// Forward an IP frame unchanged, unless it is too large for the egress link.
+    #[inline]
+    fn pass(&mut self, now: u64, dir: Direction, d: &Dissected, frame: &mut FrameBuf<'_>) -> Verdict {
+        self.too_big(now, dir, d, frame).unwrap_or(Verdict::Forward)
+    }
+
+    /// `Some(verdict)` when the frame (an IP packet of `d`, as it would leave) is larger than the
+    /// egress link's MTU: it is answered with ICMP too-big (IPv6, or IPv4 with DF, within the
+    /// answer budget) or dropped. The box does not fragment.
+    #[inline]
+    pub(crate) fn too_big(
+        &mut self,
+        now: u64,
+        dir: Direction,
+        d: &Dissected,
+        frame: &mut FrameBuf<'_>,
+    ) -> Option<Verdict> {
+        let mtu = self.mtu[match dir {
+            Direction::Inbound => 0,
+            Direction::Outbound => 1,
+        }];
+        if mtu == 0 || frame.len.saturating_sub(d.l3_off) <= usize::from(mtu) {
+            return None;
+        }
+        if (d.v6 || d.df) && self.icmp_budget.take(&ICMP_BUDGET, now, 1) && icmp::write_too_big(frame, d, mtu).is_ok() {
+            self.counters.too_big_answered += 1;
+            return Some(Verdict::Reply);
+        }
+        Some(Verdict::Drop(DropReason::TooBig))
     }
 
     /// Whether an inbound frame is TCP of a session in the table.

@@ -22,7 +22,7 @@ impl Direction {
 /// The engine's decision for one frame.
 ///
 /// The frame buffer handed to [`crate::engine::Engine::process`] may have been rewritten in
-/// place (and its length changed) for `Forward`, `Reply` and `ForwardWithReply`.
+/// place (and its length changed) for `Forward`, `Reply`, `ForwardWithReply` and `ReplyTwice`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Verdict {
     /// Send the frame out of the other interface (ext → int, or int → ext).
@@ -34,6 +34,10 @@ pub enum Verdict {
     /// buffer back out of the arrival interface. Used when the backend's SYN-ACK for a proxied
     /// session is consumed: the client gets a window update, the backend gets its ACK.
     ForwardWithReply,
+    /// Send the frame, then the frame written into the `extra` buffer, back out of the
+    /// interface they arrived on. Used when a backend still holds an old connection on the
+    /// 4-tuple of a proxied one: a RST clears it, and the SYN follows at once.
+    ReplyTwice,
     /// Do not send the frame. The reason is counted.
     Drop(DropReason),
 }
@@ -131,6 +135,9 @@ drop_reasons! {
     /// The session table had no slot a new session may take: all candidates were live
     /// established sessions, which an embryonic session may not evict.
     SessionTableFull = "session_table_full",
+    /// A frame larger than the egress link's MTU that was not answered with ICMP (an IPv4
+    /// packet without DF, or over the ICMP answer budget); the box does not fragment.
+    TooBig = "too_big",
     /// The frame buffer had no room for the answer the engine had to write into it (the data
     /// plane gives every frame a full UMEM chunk, so this indicates a misconfigured caller).
     NoBufferRoom = "no_buffer_room",

@@ -86,6 +86,8 @@ pub struct Dissected {
     pub frag: Frag,
     /// ICMPv6 neighbour discovery (types 133..=137).
     pub nd: bool,
+    /// IPv4 don't-fragment flag (false for IPv6, which routers never fragment).
+    pub df: bool,
     /// Source port (TCP and UDP that carry their header; 0 otherwise).
     pub sport: u16,
     /// Destination port (same convention).
@@ -166,6 +168,7 @@ impl Dissected {
         l4_len: 0,
         frag: Frag::None,
         nd: false,
+        df: false,
         sport: 0,
         dport: 0,
         icmp_type: None,
@@ -270,6 +273,7 @@ fn ipv4(l3: &[u8], d: &mut Dissected) -> Result<(), DissectError> {
     d.dst[..4].copy_from_slice(&ip.dst_addr());
     d.proto = ip.protocol();
     d.ttl = ip.ttl();
+    d.df = ip.dont_frag();
     d.l4_off = d.l3_off + hl;
     d.l4_len = usize::from(ip.total_len()) - hl;
     d.frag = if ip.frag_offset() != 0 {

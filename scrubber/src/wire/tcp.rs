@@ -45,6 +45,10 @@ pub mod kind {
     pub const SACK: u8 = 5;
     /// Timestamps (length 10).
     pub const TIMESTAMP: u8 = 8;
+    /// TCP Fast Open cookie or cookie request (RFC 7413; length 2 + cookie).
+    pub const FASTOPEN: u8 = 34;
+    /// Experimental option (RFC 6994); Fast Open used it with the magic 0xF989 before kind 34.
+    pub const EXPERIMENTAL: u8 = 254;
 }
 
 /// Largest window scale shift (RFC 7323 §2.3); larger values are clamped to it.
@@ -305,6 +309,9 @@ pub struct TcpOptions {
     pub sack_offset: Option<u8>,
     /// Number of SACK blocks (0..=4).
     pub sack_blocks: u8,
+    /// A Fast Open option (cookie or cookie request, RFC 7413; kind 34 or the experimental
+    /// kind 254 with magic 0xF989).
+    pub fastopen: bool,
 }
 
 impl TcpOptions {
@@ -317,6 +324,7 @@ impl TcpOptions {
         ts_offset: None,
         sack_offset: None,
         sack_blocks: 0,
+        fastopen: false,
     };
 }
 
@@ -379,6 +387,8 @@ pub fn parse_options(opts: &[u8]) -> Result<TcpOptions> {
                 o.timestamp = Some((be32(body, 0), be32(body, 4)));
                 o.ts_offset = Some(u8::try_from(i + 2).map_err(|_| Error::Malformed)?);
             }
+            kind::FASTOPEN => o.fastopen = true,
+            kind::EXPERIMENTAL if body.len() >= 2 && be16(body, 0) == 0xf989 => o.fastopen = true,
             _ => {}
         }
         i += len;
@@ -627,6 +637,19 @@ mod tests {
     }
 
     #[test]
+    fn fast_open_options() {
+        let tfo = [kind::MSS, 4, 5, 0xb4, kind::FASTOPEN, 2, kind::NOP, kind::NOP];
+        assert!(parse_options(&tfo).unwrap().fastopen);
+        let cookie = [kind::FASTOPEN, 10, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0];
+        assert!(parse_options(&cookie).unwrap().fastopen);
+        let exp = [kind::EXPERIMENTAL, 4, 0xf9, 0x89];
+        assert!(parse_options(&exp).unwrap().fastopen);
+        let other = [kind::EXPERIMENTAL, 4, 0x12, 0x34];
+        assert!(!parse_options(&other).unwrap().fastopen);
+        assert!(!parse_options(&[kind::MSS, 4, 5, 0xb4]).unwrap().fastopen);
+    }
+
+    #[test]
     fn parse_linux_syn() {
         let t = TcpPacket::new_checked(&SYN[34..]).unwrap();
         assert_eq!(t.src_port(), 48350);
@@ -657,6 +680,7 @@ mod tests {
                 timestamp: Some((0x3e8f_2c11, 0)),
                 ts_offset: Some(8),
                 sack_offset: None,
+                fastopen: false,
                 sack_blocks: 0,
             }
         );

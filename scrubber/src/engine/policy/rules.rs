@@ -184,8 +184,15 @@ impl Engine {
         Some(self.pol.services.get(svc)?.pickup_ns.max(global))
     }
 
+    /// Whether service `svc` learns its MSS from its backends (`mss learn`): the MSS each backend
+    /// announced then replaces the configured one for that backend.
+    #[inline]
+    pub(crate) fn learns_mss(&self, svc: usize) -> bool {
+        self.pol.services.get(svc).is_some_and(|s| s.learn.mss)
+    }
+
     /// Learn the options a backend uses from its SYN-ACK (services that say `learn`; once
-    /// per policy).
+    /// per policy; the MSS is also remembered per backend, from every SYN-ACK).
     pub(crate) fn learn(&mut self, svc: usize, v6: bool, o: &TcpOptions) {
         let Some(s) = self.pol.services.get_mut(svc) else { return };
         if s.learned || !s.learn.any() {

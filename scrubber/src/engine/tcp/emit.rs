@@ -63,11 +63,16 @@ impl Segment {
 /// L3 offset; the Ethernet header and VLAN tags are left as they are. The frame's length
 /// becomes the end of the segment.
 pub fn write_segment(frame: &mut FrameBuf<'_>, d: &Dissected, s: &Segment) -> Result<(), NoRoom> {
+    write_segment_with(frame, d, s, &[])
+}
+
+/// [`write_segment`] with `payload` after the header.
+pub fn write_segment_with(frame: &mut FrameBuf<'_>, d: &Dissected, s: &Segment, payload: &[u8]) -> Result<(), NoRoom> {
     let opt_len = s.tcp.options.buffer_len();
     if opt_len > MAX_OPTIONS_LEN {
         return Err(NoRoom);
     }
-    let tcp_len = tcp::HEADER_LEN + opt_len;
+    let tcp_len = tcp::HEADER_LEN + opt_len + payload.len();
     let ip_len = if d.v6 { crate::wire::ipv6::HEADER_LEN } else { crate::wire::ipv4::HEADER_LEN };
     let total = d.l3_off + ip_len + tcp_len;
     let Some(b) = frame.buf.get_mut(d.l3_off..total) else { return Err(NoRoom) };
@@ -80,7 +85,10 @@ pub fn write_segment(frame: &mut FrameBuf<'_>, d: &Dissected, s: &Segment) -> Re
         let repr = Ipv4Repr { src: v4(&s.src), dst: v4(&s.dst), protocol: IPPROTO_TCP, payload_len: tcp_len, ttl: TTL };
         repr.emit(&mut Ipv4Packet::new_unchecked(ip));
     }
-    s.tcp.emit(&mut TcpPacket::new_unchecked(&mut *seg));
+    let mut t = s.tcp;
+    t.payload_len = payload.len();
+    t.emit(&mut TcpPacket::new_unchecked(&mut *seg));
+    seg[tcp_len - payload.len()..].copy_from_slice(payload);
     tcp::fill_checksum(seg, &s.src, &s.dst, d.v6);
     frame.len = total;
     Ok(())

@@ -30,29 +30,32 @@ impl Engine {
         if f.syn {
             return self.inbound_synack(tk, d, found);
         }
-        let id = match found {
-            Some(id) if self.table.get(id).state != SessionState::Closed => id,
-            _ => return self.inbound_no_session(now, d, frame, &key, found, svc),
-        };
+        let Some(id) = found else { return self.inbound_no_session(now, d, frame, &key, None, svc) };
         let s = *self.table.get(id);
-        // A far-away sequence number on a live proxied session with a pure ACK: the client may
-        // have reopened the 4-tuple (its SYN was answered statelessly).
-        if self.cookies_possible(svc)
-            && f.ack
-            && !f.rst
-            && !f.fin
-            && s.state != SessionState::ProxySynSent
-            && SeqNumber(d.tcp.seq).distance(s.next_c) > FAR_SEQ
-        {
-            if let Some(v) = self.try_cookie_ack(now, d, frame, &key, Some(id), svc) {
-                return v;
+        if s.state == SessionState::Closed {
+            return self.inbound_closed(now, d, frame, &key, id, &s, svc);
+        }
+        // A pure ACK on a live session may be a new connection's cookie ACK: when the client sent
+        // a new SYN on this 4-tuple moments ago (a reconnect on a busy port), or when its
+        // sequence number is far from the session's (the client reopened the tuple after a close
+        // the scrubber did not see).
+        if self.cookies_possible(svc) && f.ack && !f.rst && !f.fin && s.state != SessionState::ProxySynSent {
+            let reopened = self.recent_syns.recent(&key, tk);
+            if reopened || SeqNumber(d.tcp.seq).distance(s.next_c) > FAR_SEQ {
+                if reopened {
+                    self.counters.reopen_tried += 1;
+                }
+                if let Some(v) = self.try_cookie_ack(now, d, frame, &key, Some(id), svc) {
+                    self.recent_syns.forget(&key);
+                    return v;
+                }
             }
         }
         match s.state {
             SessionState::ProxySynSent => self.inbound_backend_pending(tk, d, frame, &key, id, &s),
             SessionState::SynSent | SessionState::OutSynSent => Verdict::Drop(DropReason::AckBeforeSynAck),
             // SynRecv, OutSynRecv, Established, FinWait, Closing.
-            _ => self.inbound_open(tk, d, frame, id, &s),
+            _ => self.inbound_open(now, d, frame, id, &s),
         }
     }
 
@@ -91,8 +94,8 @@ impl Engine {
                 }
                 (_, SynMode::Proxy) if retransmit => return Verdict::Drop(DropReason::SynInSession),
                 // Proxy: answer statelessly; the session is replaced only when the client
-                // proves itself with the cookie ACK (see FAR_SEQ).
-                (_, SynMode::Proxy) => {}
+                // proves itself with the cookie ACK, which is looked for first from now on.
+                (_, SynMode::Proxy) => self.recent_syns.note(key, tk),
             }
         }
         if let Err(r) = self.conn_admit(&d.src) {
@@ -204,11 +207,10 @@ impl Engine {
             if SeqNumber(d.tcp.seq) != s.next_c {
                 return Verdict::Drop(DropReason::RstOutOfWindow);
             }
-            // Tell the backend: a bare RST in the sequence space it knows.
+            // Tell the backend: a bare RST in the sequence space it knows. Nothing was
+            // established: the session goes (no lingering in the cookie sequence space).
             bare_rst(d, frame, d.tcp.seq);
-            let s = self.table.get_mut(id);
-            s.state = SessionState::Closed;
-            s.last_seen = tk;
+            self.table.remove(id);
             self.counters.sessions_closed += 1;
             self.counters.rst_forwarded_inbound += 1;
             return Verdict::Forward;
@@ -231,30 +233,46 @@ impl Engine {
     }
 
     /// A segment of an open session (handshake seen, established or closing): RSTs must be
-    /// in window; proxied sessions are translated; the session follows FINs and RSTs.
+    /// in window and only an exact one closes (RFC 5961); proxied sessions are translated; the
+    /// session follows FINs and RSTs.
     #[inline]
-    fn inbound_open(&mut self, tk: u32, d: &Dissected, frame: &mut FrameBuf<'_>, id: SlotId, s: &Session) -> Verdict {
+    fn inbound_open(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>, id: SlotId, s: &Session) -> Verdict {
+        let tk = tick(now);
         let f = Flags::of(d.tcp.flags);
+        let seq = SeqNumber(d.tcp.seq);
         if f.rst {
             let w = ((s.win_s as u64) << eff_ws(s.server_ws)).clamp(1, 1 << 30) as u32;
-            if !SeqNumber(d.tcp.seq).within(s.next_c - w, w.saturating_mul(2)) {
+            if !seq.within(s.next_c - w, w.saturating_mul(2)) {
                 return Verdict::Drop(DropReason::RstOutOfWindow);
             }
+        }
+        if let Some(v) = self.too_big(now, Direction::Inbound, d, frame) {
+            return v;
         }
         if s.flags & F_PROXIED != 0 {
             if let Err(r) = super::translate::inbound(d, frame, s) {
                 return Verdict::Drop(r);
             }
         }
+        if f.rst {
+            self.counters.rst_forwarded_inbound += 1;
+            if seq != s.next_c {
+                // In window, not exact: the server answers with a challenge ACK; the session
+                // (and its last-seen time: a blind RST is no sign of life) stays as it is.
+                self.counters.rst_inexact_forwarded += 1;
+                return Verdict::Forward;
+            }
+            let s = self.table.get_mut(id);
+            s.state = SessionState::Closed;
+            s.last_seen = tk;
+            self.counters.sessions_closed += 1;
+            return Verdict::Forward;
+        }
         let s = self.table.get_mut(id);
         s.last_seen = tk;
         s.win_c = d.tcp.window;
         s.next_c = s.next_c.max(seg_end(d));
-        if f.rst {
-            s.state = SessionState::Closed;
-            self.counters.sessions_closed += 1;
-            self.counters.rst_forwarded_inbound += 1;
-        } else if f.fin {
+        if f.fin {
             s.flags |= F_FIN_CLIENT;
             s.state = if s.flags & F_FIN_SERVER != 0 { SessionState::Closing } else { SessionState::FinWait };
             if s.state == SessionState::Closing {
@@ -263,6 +281,42 @@ impl Engine {
         } else if s.state == SessionState::SynRecv && f.ack && SeqNumber(d.tcp.ack) == s.next_s {
             s.state = SessionState::Established;
         }
+        Verdict::Forward
+    }
+
+    /// A segment on a session a RST closed, while it lingers: a new connection's cookie ACK
+    /// replaces it; anything else from the client is forwarded as it was (translated when
+    /// proxied) so that the server, which no longer knows the connection, resets it again —
+    /// the client may never have heard the first RST. RSTs are dropped: both ends are reset.
+    #[allow(clippy::too_many_arguments)]
+    fn inbound_closed(
+        &mut self,
+        now: u64,
+        d: &Dissected,
+        frame: &mut FrameBuf<'_>,
+        key: &FlowKey,
+        id: SlotId,
+        s: &Session,
+        svc: usize,
+    ) -> Verdict {
+        let f = Flags::of(d.tcp.flags);
+        if f.rst {
+            return Verdict::Drop(DropReason::RstNoSession);
+        }
+        if self.cookies_possible(svc) && f.ack && !f.fin {
+            if let Some(v) = self.try_cookie_ack(now, d, frame, key, Some(id), svc) {
+                return v;
+            }
+        }
+        if let Some(v) = self.too_big(now, Direction::Inbound, d, frame) {
+            return v;
+        }
+        if s.flags & F_PROXIED != 0 {
+            if let Err(r) = super::translate::inbound(d, frame, s) {
+                return Verdict::Drop(r);
+            }
+        }
+        self.counters.closed_forwarded += 1;
         Verdict::Forward
     }
 }

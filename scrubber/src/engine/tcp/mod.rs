@@ -8,12 +8,21 @@
 //! * [`translate`] — sequence, SACK, timestamp and window translation of proxied sessions.
 //! * [`emit`] — segments written through the `wire` Reprs.
 //! * [`seq`] — [`SeqNumber`], modular sequence arithmetic.
+//! * [`recent`] — new SYNs on busy 4-tuples, and the MSS each backend announced.
+//! * [`stash`] — early data (TCP Fast Open) kept until the backend handshake completes.
+//!
+//! RSTs follow RFC 5961: only a RST at the exact next sequence number closes a session; one
+//! elsewhere in the window is forwarded (the endpoint answers with a challenge ACK) and the
+//! session stays. A closed session lingers (its state's idle timeout, `Closed`): segments of
+//! the peer that did not hear the RST are forwarded so that the other end resets them again.
 
 pub mod emit;
 pub mod inbound;
 pub mod outbound;
 pub mod proxy;
+pub mod recent;
 pub mod seq;
+pub mod stash;
 pub mod translate;
 
 pub use seq::SeqNumber;

@@ -2,7 +2,8 @@
 //! its address with a valid cookie ACK, the backend side opened with the SYN the client would
 //! have sent, the backend's SYN-ACK consumed. Also mid-stream pickup after a restart.
 
-use super::emit::{swap_macs, write_segment, NoRoom, Segment};
+use super::emit::{swap_macs, write_segment, write_segment_with, NoRoom, Segment};
+use super::stash::MAX_EARLY;
 use super::{eff_ws, rescale, SeqNumber};
 use crate::engine::cookie::SynOptions;
 use crate::engine::flow::FlowKey;
@@ -29,6 +30,7 @@ impl Engine {
         };
         let (seq, fl) = (d.tcp.seq, d.tcp.flags);
         let adv = self.advertise(svc);
+        let mss = self.advertised_mss(svc, d, &adv);
         let ts = o.timestamp.filter(|_| adv.timestamps);
         let syn = SynOptions {
             mss: o.mss.unwrap_or(0),
@@ -39,7 +41,7 @@ impl Engine {
         };
         let issued = self.cookies.issue(now, key, seq, &syn);
         let mut opts = OptionsRepr {
-            mss: Some(if d.v6 { adv.mss_v6 } else { adv.mss_v4 }),
+            mss: Some(mss),
             wscale: o.wscale.map(|_| adv.wscale),
             sack_permitted: syn.sack_permitted,
             ..OptionsRepr::default()
@@ -48,6 +50,17 @@ impl Engine {
             opts.timestamp = Some((tsval, client_tsval));
         }
         let flags = tf::SYN | tf::ACK | if syn.ecn { tf::ECE } else { 0 };
+        // The window: zero, so that the client waits for the backend (the window update follows
+        // when its handshake completes) — unless the SYN carried data (TCP Fast Open): such a
+        // client holds even its ACK while it cannot resend that data, until its persist timer
+        // fires (~200 ms). A window of exactly that data lets it resend it with the ACK at once;
+        // the data is kept (see `stash`) and delivered with the backend handshake.
+        let window = if d.tcp.payload_len > 0 {
+            self.counters.tfo_syns += 1;
+            u16::try_from(d.tcp.payload_len).unwrap_or(u16::MAX)
+        } else {
+            0
+        };
         let seg = Segment::new(
             d.dst,
             d.src,
@@ -56,7 +69,7 @@ impl Engine {
             issued.isn,
             seq.wrapping_add(1),
             flags,
-            0,
+            window,
             opts,
         );
         swap_macs(frame.buf);
@@ -136,11 +149,41 @@ impl Engine {
             return Some(Verdict::Drop(DropReason::SessionTableFull));
         }
         self.counters.sessions_proxied += 1;
+        if d.tcp.payload_len > 0 {
+            // Early data (a Fast Open client resending its SYN's data): kept for the backend.
+            let at = d.l4_off + d.tcp.header_len;
+            if let Some(data) = frame.buf.get(at..at + d.tcp.payload_len) {
+                self.stash.put(key, data);
+            }
+        } else {
+            self.stash.forget(key);
+        }
         if write_backend_syn(d, frame, key, &s).is_err() {
             return Some(Verdict::Drop(DropReason::NoBufferRoom));
         }
         self.counters.backend_syns_sent += 1;
         Some(Verdict::Forward)
+    }
+
+    /// The MSS a cookie SYN-ACK towards service `svc` advertises: the service's (fixed, or
+    /// learned), no more than the MSS the backend at the destination last announced, nor than
+    /// the int link's MTU carries.
+    #[inline]
+    fn advertised_mss(&mut self, svc: usize, d: &Dissected, adv: &crate::engine::Advertise) -> u16 {
+        let configured = if d.v6 { adv.mss_v6 } else { adv.mss_v4 };
+        let mut mss = configured;
+        if let Some(b) = self.backend_mss.get(&d.dst) {
+            mss = if self.learns_mss(svc) { b } else { mss.min(b) };
+        }
+        let link = self.mtu[0];
+        if link != 0 {
+            let hdrs = if d.v6 { 60 } else { 40 };
+            mss = mss.min(link.saturating_sub(hdrs).max(if d.v6 { 1220 } else { 536 }));
+        }
+        if mss < configured {
+            self.counters.mss_clamped += 1;
+        }
+        mss
     }
 
     /// Mid-stream pickup: during the pickup window after start (the service's `pickup`, or
@@ -206,6 +249,9 @@ impl Engine {
             Err(_) => return Verdict::Drop(DropReason::TcpBadOptions),
         };
         self.learn(usize::from(s0.svc & 0x7f), d.v6, &o);
+        if let Some(m) = o.mss {
+            self.backend_mss.note(&d.src, m);
+        }
         let client_tsval = s0.next_s.0;
         let our_tsval = s0.ts_off;
         let cookie_isn = s0.seq_off;
@@ -226,6 +272,13 @@ impl Engine {
         s.state = SessionState::Established;
         s.last_seen = tk;
         let s = *s;
+        // Early data the client sent with its cookie ACK goes to the backend with the ACK.
+        let mut early = [0u8; MAX_EARLY];
+        let early_len = self.stash.take(key, &mut early).unwrap_or(0);
+        if early_len > 0 {
+            self.table.get_mut(id).next_c = s.next_c + early_len as u32;
+            self.counters.early_data_delivered += 1;
+        }
 
         // The ACK to the backend, built from a copy of the SYN-ACK.
         if extra.buf.len() < frame.len {
@@ -250,7 +303,7 @@ impl Engine {
             s.win_c,
             OptionsRepr { timestamp: both_ts(client_tsval, sv), ..OptionsRepr::default() },
         );
-        if write_segment(extra, d, &backend_ack).is_err() {
+        if write_segment_with(extra, d, &backend_ack, &early[..early_len]).is_err() {
             return Verdict::Drop(DropReason::NoBufferRoom);
         }
         // The window update to the client. A SYN-ACK's window is never scaled.
@@ -312,6 +365,19 @@ pub(crate) fn write_backend_syn(
     key: &FlowKey,
     s: &Session,
 ) -> Result<(), NoRoom> {
+    write_backend_syn_to(&d.src, &d.dst, d, frame, key, s)
+}
+
+/// Write the SYN the client would have sent to the backend into `frame` (an IP frame of the
+/// same family and layers as `d`), from `client` to `server`.
+pub(crate) fn write_backend_syn_to(
+    client: &[u8; 16],
+    server: &[u8; 16],
+    d: &Dissected,
+    frame: &mut FrameBuf<'_>,
+    key: &FlowKey,
+    s: &Session,
+) -> Result<(), NoRoom> {
     let ts = s.flags & F_TS != 0;
     let client_ws = if s.client_ws == WS_NONE { None } else { Some(s.client_ws) };
     let window = ((s.win_c as u32) << eff_ws(s.client_ws)).min(0xffff) as u16;
@@ -323,6 +389,7 @@ pub(crate) fn write_backend_syn(
         ..OptionsRepr::default()
     };
     let flags = tf::SYN | if s.flags & F_ECN != 0 { tf::ECE | tf::CWR } else { 0 };
-    let seg = Segment::new(d.src, d.dst, key.client_port, key.server_port, (s.next_c - 1).0, 0, flags, window, opts);
+    let seg =
+        Segment::new(*client, *server, key.client_port, key.server_port, (s.next_c - 1).0, 0, flags, window, opts);
     write_segment(frame, d, &seg)
 }

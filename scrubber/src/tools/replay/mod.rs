@@ -228,11 +228,17 @@ pub fn replay(engine: &mut Engine, opts: &ReplayFiles) -> Result<Summary, Replay
                     }
                 }
             }
-            Verdict::Reply => {
+            Verdict::Reply | Verdict::ReplyTwice => {
                 s.reply_verdicts += 1;
                 s.replied += 1;
                 if let Some(o) = answers.as_mut() {
                     o.write(rec.ts_ns, &frame[..len], len)?;
+                }
+                if verdict == Verdict::ReplyTwice {
+                    s.replied += 1;
+                    if let Some(o) = answers.as_mut() {
+                        o.write(rec.ts_ns, &extra[..xlen], xlen)?;
+                    }
                 }
             }
             Verdict::Drop(reason) => {
