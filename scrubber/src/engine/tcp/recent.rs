@@ -25,12 +25,15 @@ pub struct RecentSyns {
     /// (tag, tick + 1); tick 0 = empty.
     slots: Box<[(u32, u32)]>,
     seed: u64,
+    /// Tick + 1 of the latest note (0: none yet): while nothing was noted lately, lookups are
+    /// skipped without hashing (the common case).
+    latest: u32,
 }
 
 impl RecentSyns {
     /// An empty memory keyed with `seed`.
     pub fn new(seed: u64) -> Self {
-        RecentSyns { slots: vec![(0, 0); RECENT_SLOTS].into_boxed_slice(), seed }
+        RecentSyns { slots: vec![(0, 0); RECENT_SLOTS].into_boxed_slice(), seed, latest: 0 }
     }
 
     fn slot(&self, key: &FlowKey) -> (usize, u32) {
@@ -42,11 +45,17 @@ impl RecentSyns {
     /// Remember a new SYN on `key` at `tick` (ms).
     pub fn note(&mut self, key: &FlowKey, tick: u32) {
         let (i, tag) = self.slot(key);
-        self.slots[i] = (tag, tick.wrapping_add(1).max(1));
+        let at = tick.wrapping_add(1).max(1);
+        self.slots[i] = (tag, at);
+        self.latest = at;
     }
 
     /// Whether a new SYN was seen on `key` within [`RECENT_SYN_MS`] before `tick`.
+    #[inline]
     pub fn recent(&self, key: &FlowKey, tick: u32) -> bool {
+        if self.latest == 0 || tick.wrapping_add(1).wrapping_sub(self.latest) > RECENT_SYN_MS {
+            return false;
+        }
         let (i, tag) = self.slot(key);
         let (t, at) = self.slots[i];
         at != 0 && t == tag && tick.wrapping_add(1).wrapping_sub(at) <= RECENT_SYN_MS
