@@ -1,13 +1,14 @@
 //! `scrubber-perf engine`: frames judged per second on one core, in memory, per path.
 //!
-//! Every path is measured the same way: a pool of prepared frames, each copied into a
-//! 2048-byte buffer (what the NIC's DMA would have done) and handed to `Engine::process`; the
-//! copy is included in the figure. Sessions are opened through the engine itself (real cookie
-//! handshakes), so the table holds exactly what it would hold in service.
+//! Every path is measured the same way: a pool of prepared frames, 64 at a time copied into
+//! 2048-byte buffers (what the NIC's DMA would have done) and handed to `Engine::process_batch`
+//! (or one at a time to `Engine::process` with `--single`, the path of the engine before the
+//! batch API); the copy is included in the figure. Sessions are opened through the engine
+//! itself (real cookie handshakes), so the table holds exactly what it would hold in service.
 
 use rulespec::Compiled;
 use scrubber::engine::verdict::{Direction, Verdict};
-use scrubber::engine::{Engine, EngineConfig, FrameBuf, Protected, SynMode};
+use scrubber::engine::{Engine, EngineConfig, FrameBuf, Job, Protected, SynMode, MAX_BATCH};
 use scrubber::wire::builder::TcpFrame;
 use scrubber::wire::tcp::flags as tf;
 use std::net::{IpAddr, Ipv4Addr};
@@ -75,6 +76,11 @@ struct Bench {
     buf: Vec<u8>,
     extra: Vec<u8>,
     len: usize,
+    /// Frame and extra buffers of a batch.
+    bufs: Vec<Vec<u8>>,
+    extras: Vec<Vec<u8>>,
+    /// Judge one frame at a time (`Engine::process`) instead of batches.
+    single: bool,
 }
 
 /// The realistic policy of the "with policy" figure: a 100,000-prefix country-sized blocklist,
@@ -136,7 +142,28 @@ impl Bench {
             cookie_key: *b"bench-cookie-key",
             ..EngineConfig::default()
         };
-        Bench { engine: Engine::new(cfg).expect("engine"), now: T0, buf: vec![0; 2048], extra: vec![0; 2048], len: 0 }
+        Bench {
+            engine: Engine::new(cfg).expect("engine"),
+            now: T0,
+            buf: vec![0; 2048],
+            extra: vec![0; 2048],
+            len: 0,
+            bufs: vec![vec![0; 2048]; MAX_BATCH],
+            extras: vec![vec![0; 2048]; MAX_BATCH],
+            single: false,
+        }
+    }
+
+    /// Judge `frames` (at most [`MAX_BATCH`]) as one batch; returns the first verdict.
+    #[inline]
+    fn process_batch(&mut self, dir: Direction, frames: &[Vec<u8>]) -> Verdict {
+        let mut jobs = arrayvec::ArrayVec::<Job<'_>, MAX_BATCH>::new();
+        for ((f, b), x) in frames.iter().zip(self.bufs.iter_mut()).zip(self.extras.iter_mut()) {
+            b[..f.len()].copy_from_slice(f);
+            jobs.push(Job::new(self.now, dir, b, f.len(), x));
+        }
+        self.engine.process_batch(&mut jobs);
+        jobs.first().map_or(Verdict::Forward, |j| j.verdict)
     }
 
     #[inline]
@@ -211,9 +238,16 @@ impl Bench {
         let start = Instant::now();
         'outer: loop {
             for chunk in pool.chunks(4096) {
-                for f in chunk {
-                    let v = self.process(dir, f);
-                    std::hint::black_box(v);
+                if self.single {
+                    for f in chunk {
+                        let v = self.process(dir, f);
+                        std::hint::black_box(v);
+                    }
+                } else {
+                    for b in chunk.chunks(MAX_BATCH) {
+                        let v = self.process_batch(dir, b);
+                        std::hint::black_box(v);
+                    }
                 }
                 n += chunk.len() as u64;
                 if start.elapsed() >= budget {
@@ -227,7 +261,13 @@ impl Bench {
 }
 
 /// Run the engine benchmark for each table population in `populations`.
-pub fn run(populations: &[usize], budget: Duration, only: &[String], progress: &mut dyn FnMut(&str)) -> Report {
+pub fn run(
+    populations: &[usize],
+    budget: Duration,
+    only: &[String],
+    single: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Report {
     let budget_of =
         |path: &str| if only.is_empty() || only.iter().any(|p| p == path) { budget } else { Duration::ZERO };
     let mut figures = vec![];
@@ -238,6 +278,7 @@ pub fn run(populations: &[usize], budget: Duration, only: &[String], progress: &
         let fresh = 200_000usize;
         let capacity = ((k + fresh) * 5 / 4).next_power_of_two();
         let mut b = Bench::new(capacity);
+        b.single = single;
         progress(&format!("opening {k} sessions through real cookie handshakes (table {capacity} slots)"));
         let mut data = Vec::with_capacity(k.min(65536));
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -286,6 +327,7 @@ pub fn run(populations: &[usize], budget: Duration, only: &[String], progress: &
         if !figures.iter().any(|f: &Figure| f.path == "ack_psh_drop_policy") {
             progress("compiling the realistic policy (100,000-prefix blocklist, 10 rules)");
             let mut p = Bench::with_policy(1 << 16, Some(realistic_policy()));
+            p.single = single;
             progress("measuring untracked ACK-PSH drop with the policy");
             figures.push(p.measure(
                 "ack_psh_drop_policy",
@@ -298,6 +340,7 @@ pub fn run(populations: &[usize], budget: Duration, only: &[String], progress: &
             drop(p);
             progress("measuring untracked ACK-PSH drop without a policy, 0 sessions (same table size)");
             let mut q = Bench::new(1 << 16);
+            q.single = single;
             figures.push(q.measure(
                 "ack_psh_drop_nopolicy",
                 0,
@@ -341,10 +384,18 @@ pub fn run(populations: &[usize], budget: Duration, only: &[String], progress: &
         let acks: Vec<Vec<u8>> = (0..fresh).map(|i| b.cookie_ack(k + i).build()).collect();
         progress("measuring valid cookie ACK → session");
         let start = Instant::now();
-        for f in &acks {
-            let v = b.process(Direction::Inbound, f);
-            debug_assert_eq!(v, Verdict::Forward);
-            std::hint::black_box(v);
+        if single {
+            for f in &acks {
+                let v = b.process(Direction::Inbound, f);
+                debug_assert_eq!(v, Verdict::Forward);
+                std::hint::black_box(v);
+            }
+        } else {
+            for c in acks.chunks(MAX_BATCH) {
+                let v = b.process_batch(Direction::Inbound, c);
+                debug_assert_eq!(v, Verdict::Forward);
+                std::hint::black_box(v);
+            }
         }
         let el = start.elapsed().as_secs_f64();
         assert_eq!(b.engine.sessions(), k + fresh, "every cookie ACK opened a session");

@@ -37,6 +37,10 @@ enum Cmd {
         /// Measure only these paths (comma-separated names as in the output; default: all).
         #[arg(long, value_delimiter = ',')]
         paths: Vec<String>,
+        /// Judge one frame at a time (`Engine::process`) instead of 64-frame batches
+        /// (`Engine::process_batch`, what `scrubber run` and `replay` use).
+        #[arg(long)]
+        single: bool,
     },
     /// Rule-policy compile time, table memory, LPM lookups/s and judge() calls/s for synthetic
     /// country-sized prefix lists in a 10-rule policy.
@@ -49,7 +53,7 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Engine { json, sessions, ms, core, paths } => {
+        Cmd::Engine { json, sessions, ms, core, paths, single } => {
             if sessions.is_empty() || sessions.iter().any(|&s| s > 8_000_000) {
                 bail!("--sessions takes populations between 0 and 8000000");
             }
@@ -59,7 +63,8 @@ fn main() -> Result<()> {
             if cfg!(debug_assertions) {
                 eprintln!("warning: this is a debug build; run with `cargo run --release -p scrubber-perf -- engine`");
             }
-            let report = engine_bench::run(&sessions, Duration::from_millis(ms), &paths, &mut |m| eprintln!("… {m}"));
+            let report =
+                engine_bench::run(&sessions, Duration::from_millis(ms), &paths, single, &mut |m| eprintln!("… {m}"));
             if json {
                 for f in report.figures.iter().filter(|f| f.frames > 0) {
                     println!(

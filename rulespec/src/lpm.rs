@@ -228,6 +228,13 @@ impl Lpm4 {
         }
     }
 
+    /// Ask for the root entry a lookup of `addr` reads first (a prefetch; see
+    /// `scrubber_intrin::prefetch`), e.g. a batch ahead of the lookups.
+    #[inline]
+    pub fn prefetch(&self, addr: u32) {
+        scrubber_intrin::prefetch_at(&self.root, (addr >> 16) as usize);
+    }
+
     /// Number of prefixes given to [`build`](Self::build).
     pub fn prefixes(&self) -> usize {
         self.prefixes
@@ -526,6 +533,14 @@ impl Lpm6 {
     #[inline]
     pub fn lookup_bytes(&self, addr: &[u8; 16]) -> u32 {
         self.lookup(u128::from_be_bytes(*addr))
+    }
+
+    /// Ask for the root lines a lookup of `addr` (network byte order) reads first.
+    #[inline]
+    pub fn prefetch_bytes(&self, addr: &[u8; 16]) {
+        let hi = usize::from(u16::from_be_bytes([addr[0], addr[1]]));
+        scrubber_intrin::prefetch_at(&self.root, hi);
+        scrubber_intrin::prefetch_at(&self.lens, hi);
     }
 
     /// Number of prefixes given to [`build`](Self::build).

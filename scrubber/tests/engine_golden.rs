@@ -116,7 +116,7 @@ fn check_cookie_synack(out: &[u8]) {
     let (tsval, tsecr) = f.options.timestamp.expect("timestamps echoed");
     assert_eq!(tsecr, 0x0a0b_0c0d);
     // The ISN is a cookie for this 4-tuple that carries the client's options.
-    let cookies = SynCookies::new(CookieKey::from_bytes(KEY), 64);
+    let mut cookies = SynCookies::new(CookieKey::from_bytes(KEY), 64);
     let flow = FlowKey::v4([198, 18, 1, 1], 40000, [198, 18, 0, 10], 80);
     let dec = cookies.validate(NOW, &flow, 0x1122_3344, f.seq, Some(tsval)).expect("ISN is a valid cookie");
     assert_eq!(dec.mss, 1460);

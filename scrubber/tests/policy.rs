@@ -279,7 +279,8 @@ fn auto_syn_mode_switches_to_proxy_above_the_rate() {
 fn services_choose_mode_and_advertised_options() {
     let mut e = engine(
         "service a\n dst 198.18.0.10\n ports 80\n syn proxy\n mss 1400\n wscale 3\n sack off\n timestamps off\nend\n\
-         service b\n dst 198.18.0.10\n ports 81\n syn track\nend\n",
+         service b\n dst 198.18.0.10\n ports 81\n syn track\nend\n\
+         service c\n dst 198.18.0.10\n ports 83\n syn proxy\n mss 1400\n wscale 3\n sack off\nend\n",
     );
     let mut s = tcp("198.19.1.1", 4000, "198.18.0.10", 80, tf::SYN);
     s.options.mss = Some(1460);
@@ -290,14 +291,23 @@ fn services_choose_mode_and_advertised_options() {
     assert_eq!(v, Verdict::Reply);
     let sa = TcpFrame::parse(&out).unwrap();
     assert_eq!(sa.options.mss, Some(1400));
-    assert_eq!(sa.options.wscale, Some(3));
+    // Without timestamps a cookie carries no options but the MSS: no window scaling offered.
+    assert_eq!(sa.options.wscale, None);
     assert!(!sa.options.sack_permitted);
     assert_eq!(sa.options.timestamp, None);
+    // With timestamps (service c), the configured window scale is offered.
+    let mut s = s.clone();
+    s.dst_port = 83;
+    let (v, out) = run(&mut e, T0, Direction::Inbound, &s.build());
+    assert_eq!(v, Verdict::Reply);
+    let sa = TcpFrame::parse(&out).unwrap();
+    assert_eq!((sa.options.mss, sa.options.wscale, sa.options.sack_permitted), (Some(1400), Some(3), false));
+    assert!(sa.options.timestamp.is_some());
     assert_eq!(v_in(&mut e, T0, &syn("198.19.1.1", 4000, "198.18.0.10", 81)), Verdict::Forward);
     // Port 82 is no service: passed unprotected.
     assert_eq!(v_in(&mut e, T0, &syn("198.19.1.1", 4000, "198.18.0.10", 82)), Verdict::Forward);
     assert_eq!(e.counters().passed_unprotected, 1);
-    assert_eq!(e.counters().per_target.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(e.counters().per_target.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
 }
 
 #[test]
@@ -307,11 +317,13 @@ fn learned_options_follow_the_backend() {
     let mut s = tcp("198.19.1.1", 4000, "198.18.0.10", 80, tf::SYN);
     s.options.mss = Some(1460);
     s.options.wscale = Some(7);
+    s.options.timestamp = Some((1, 0));
     assert_eq!(v_in(&mut e, T0, &s.build()), Verdict::Forward);
     let mut sa = tcp("198.18.0.10", 80, "198.19.1.1", 4000, tf::SYN | tf::ACK);
     sa.ack = 1001;
     sa.options.mss = Some(1380);
     sa.options.wscale = Some(9);
+    sa.options.timestamp = Some((5, 1));
     assert_eq!(run(&mut e, T0, Direction::Outbound, &sa.build()).0, Verdict::Forward);
     // Over the threshold: proxied, advertising what the backend uses.
     let _ = v_in(&mut e, T0 + MS, &s.build());

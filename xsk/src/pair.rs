@@ -301,6 +301,20 @@ impl SocketPair {
         self.pool.two_mut((a.addr, ca), (b.addr, cb))
     }
 
+    /// The full buffers (as [`SocketPair::frame_buf_mut`]) of several different frames in hand at
+    /// once, for judging a batch: `out[k]` gets `descs[k]`'s. `false` (and `out` untouched) when
+    /// a frame is not in hand or named twice.
+    pub fn frames_mut<'a>(&'a mut self, descs: &[Desc], out: &mut [&'a mut [u8]]) -> bool {
+        let mut ranges = [(0u64, 0u64); 256];
+        if descs.len() > ranges.len() {
+            return false;
+        }
+        for (r, d) in ranges.iter_mut().zip(descs) {
+            *r = (d.addr, self.capacity(d) as u64);
+        }
+        self.pool.many_mut(&ranges[..descs.len()], out)
+    }
+
     /// Bytes available from the packet's start to the end of its frame.
     #[inline]
     pub fn capacity(&self, d: &Desc) -> usize {

@@ -279,6 +279,49 @@ impl FramePool {
         }
     }
 
+    /// Several distinct frames in our hands, mutably at once: `out[k]` gets `ranges[k]`. `false`
+    /// (and `out` untouched) when a frame is not ours, a range leaves its frame, or two ranges
+    /// share a frame.
+    pub(crate) fn many_mut<'a>(&'a mut self, ranges: &[(u64, u64)], out: &mut [&'a mut [u8]]) -> bool {
+        if ranges.len() > out.len() {
+            return false;
+        }
+        // Mark each frame (1 → 2) while checking, so that a frame named twice is caught; then
+        // put the marks back whatever the outcome.
+        let mut ok = true;
+        let mut marked = 0;
+        for &(addr, len) in ranges {
+            match self.index(addr) {
+                Some(i) if self.owned[i] == 1 && self.fits(addr, len) => {
+                    self.owned[i] = 2;
+                    marked += 1;
+                }
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        for &(addr, _) in &ranges[..marked] {
+            if let Some(i) = self.index(addr) {
+                self.owned[i] = 1;
+            }
+        }
+        if !ok {
+            return false;
+        }
+        let p = self.area.ptr.as_ptr();
+        for (slot, &(addr, len)) in out.iter_mut().zip(ranges) {
+            // SAFETY: every range lies inside the mapping and inside its own frame (`fits`), the
+            // frames are pairwise different (the marking above refused a second mention) so the
+            // slices do not overlap, every frame is in our hands (the kernel holds no descriptor
+            // for it), and `&'a mut self` excludes any other borrow of UMEM bytes while these
+            // slices live.
+            *slot = unsafe { std::slice::from_raw_parts_mut(p.add(addr as usize), len as usize) };
+        }
+        true
+    }
+
     /// Check that the bitmap matches the in-hand counter and that the free list holds distinct
     /// frames none of which is in our hands.
     pub(crate) fn self_check(&self) -> Result<(), String> {

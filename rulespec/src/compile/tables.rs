@@ -138,6 +138,22 @@ impl Compiled {
         Hit { rule: None, action: self.settings.default, observe: false }
     }
 
+    /// Ask for the memory [`judge`](Self::judge) will read first for a packet from `src` to
+    /// `dst` (the prefix tables' root lines), ahead of the judging: prefetches only, no result.
+    #[inline]
+    pub fn prefetch(&self, v6: bool, src: &[u8; 16], dst: &[u8; 16]) {
+        for (need, a) in [(self.need_src, src), (self.need_dst, dst)] {
+            if !need {
+                continue;
+            }
+            if v6 {
+                self.v6.prefetch_bytes(a);
+            } else {
+                self.v4.prefetch(u32::from_be_bytes([a[0], a[1], a[2], a[3]]));
+            }
+        }
+    }
+
     /// The first service whose destination set, protocol and ports match. Does not allocate.
     #[inline]
     pub fn service(&self, v6: bool, dst: &[u8; 16], proto: u8, dport: u16) -> Option<u16> {

@@ -40,6 +40,10 @@ crate::counters! {
         /// Frames that could not be handed over (the owner's queue was full, or the frame too
         /// large): dropped.
         counter "hand-offs" handoff_dropped,
+        /// Second frames of two-frame verdicts (the backend's ACK beside a forwarded SYN-ACK,
+        /// a reset beside a reconnecting SYN) that found no free UMEM frame: only the first
+        /// went out (the peer retransmits).
+        counter "rings" second_frame_lost,
     }
 }
 

@@ -11,7 +11,9 @@ use super::handoff::{flow_owner, hand_off, HandedOff, Handoff, HANDOFF_QUEUE};
 use super::inbox::PolicyInbox;
 use super::stats::{Publisher, RingStats};
 use super::{now_ns, Poll, BATCH};
-use crate::engine::{Direction, DropReason, Engine, FrameBuf, Verdict};
+use arrayvec::ArrayVec;
+
+use crate::engine::{Direction, DropReason, Engine, Job, Verdict};
 
 /// Everything shared between the workers of one run.
 #[derive(Debug)]
@@ -48,28 +50,46 @@ pub struct WorkerSetup {
     pub poll: Poll,
 }
 
-/// Per-batch output lists, preallocated.
+/// Per-batch output lists, preallocated: what to transmit on each side (forwards out the
+/// other side, answers out the arrival side, in arrival order) and what to recycle.
 struct Out {
-    fwd: [Desc; BATCH * 2],
-    nfwd: usize,
-    ans: [Desc; BATCH * 2],
-    nans: usize,
-    drop: [Desc; BATCH * 2],
+    tx: [[Desc; BATCH * 2]; 2],
+    ntx: [usize; 2],
+    drop: [Desc; BATCH],
     ndrop: usize,
 }
 
 impl Out {
     fn new() -> Self {
-        Out {
-            fwd: [Desc::default(); BATCH * 2],
-            nfwd: 0,
-            ans: [Desc::default(); BATCH * 2],
-            nans: 0,
-            drop: [Desc::default(); BATCH * 2],
-            ndrop: 0,
+        Out { tx: [[Desc::default(); BATCH * 2]; 2], ntx: [0; 2], drop: [Desc::default(); BATCH], ndrop: 0 }
+    }
+
+    #[inline]
+    fn send(&mut self, side: Side, d: Desc) {
+        let i = side as usize;
+        if let Some(slot) = self.tx[i].get_mut(self.ntx[i]) {
+            *slot = d;
+            self.ntx[i] += 1;
+        }
+    }
+
+    #[inline]
+    fn drop(&mut self, d: Desc) {
+        if let Some(slot) = self.drop.get_mut(self.ndrop) {
+            *slot = d;
+            self.ndrop += 1;
         }
     }
 }
+
+/// Buffers for the second frame of a two-frame verdict, one per frame of a batch. The engine
+/// writes the second frame here; the worker copies it into a UMEM frame only when there is
+/// one (a backend SYN-ACK, a busy-port reconnect — rare), so no UMEM frame is held in reserve.
+struct Extras(Box<[[u8; EXTRA]; BATCH]>);
+
+/// Room for a second frame: the engine's answers are at most 134 bytes plus early data kept
+/// for a Fast Open client (up to 1460 bytes) behind headers.
+const EXTRA: usize = 2048;
 
 /// What a worker reports when it ends.
 #[derive(Debug)]
@@ -118,10 +138,10 @@ pub fn worker_main(
     let n = shared.handoff.len();
     let me = setup.index;
     let mut rx = [Desc::default(); BATCH];
+    let mut own = [Desc::default(); BATCH];
     let mut out = Out::new();
+    let mut extras = Extras(Box::new([[0u8; EXTRA]; BATCH]));
     let mut ls = RingStats::default();
-    let mut spare: Option<Desc> = w.alloc_frame();
-    let mut empty: [u8; 0] = [];
     let mut last_publish = Instant::now();
     let mut last_sweep = Instant::now();
     let mut draining_until: Option<Instant> = None;
@@ -148,31 +168,34 @@ pub fn worker_main(
                 continue;
             }
             let dir = if side == Side::Ext { Direction::Inbound } else { Direction::Outbound };
+            let mut m = 0;
             for d in &rx[..got] {
-                let mut d = *d;
                 if n > 1 {
-                    if let Some(owner) = w.frame(&d).and_then(|f| flow_owner(f, n)) {
+                    if let Some(owner) = w.frame(d).and_then(|f| flow_owner(f, n)) {
                         if owner != me {
-                            match hand_off(&mut w, &shared.handoff[owner], &d, dir) {
+                            match hand_off(&mut w, &shared.handoff[owner], d, dir) {
                                 HandedOff::Queued => ls.handoffs_out += 1,
                                 HandedOff::Dropped => ls.handoff_dropped += 1,
                             }
-                            out.drop[out.ndrop] = d;
-                            out.ndrop += 1;
+                            out.drop(*d);
                             continue;
                         }
                     }
                 }
-                judge(&mut w, &mut engine, now, dir, &mut d, &mut spare, &mut empty, &mut out);
+                own[m] = *d;
+                m += 1;
             }
-            flush(&mut w, &mut out, side, &mut ls);
+            let dirs = [dir; BATCH];
+            judge_batch(&mut w, &mut engine, now, &dirs[..m], &mut own[..m], &mut extras, &mut out, &mut ls);
+            flush(&mut w, &mut out, &mut ls);
         }
-        // Frames other workers handed to us.
+        // Frames other workers handed to us, copied into frames of our UMEM, judged as a batch.
         if n > 1 {
-            let mut taken = 0;
-            while taken < BATCH {
+            let mut dirs = [Direction::Inbound; BATCH];
+            let mut m = 0;
+            while m < BATCH {
                 let Some(h) = shared.handoff[me].pop() else { break };
-                taken += 1;
+                work += 1;
                 let Some(mut d) = w.alloc_frame() else {
                     ls.handoff_dropped += 1;
                     continue;
@@ -188,15 +211,14 @@ pub fn worker_main(
                 }
                 d.set_len(len);
                 ls.handoffs_in += 1;
-                let side = if h.dir == Direction::Inbound { Side::Ext } else { Side::Int };
-                judge(&mut w, &mut engine, now, h.dir, &mut d, &mut spare, &mut empty, &mut out);
-                flush(&mut w, &mut out, side, &mut ls);
+                own[m] = d;
+                dirs[m] = h.dir;
+                m += 1;
             }
-            work += taken;
-        }
-        // Drops were recycled by the flushes: a spare judge could not get may be there now.
-        if spare.is_none() {
-            spare = w.alloc_frame();
+            if m > 0 {
+                judge_batch(&mut w, &mut engine, now, &dirs[..m], &mut own[..m], &mut extras, &mut out, &mut ls);
+                flush(&mut w, &mut out, &mut ls);
+            }
         }
         w.service();
 
@@ -218,9 +240,6 @@ pub fn worker_main(
             last_publish = Instant::now();
         }
     }
-    if let Some(s) = spare.take() {
-        w.recycle(&[s]);
-    }
     publish(&publisher, &engine, &w, &ls);
     for (i, _) in Side::BOTH.iter().enumerate() {
         let _ = shared.programs[i].unregister(q);
@@ -229,99 +248,96 @@ pub fn worker_main(
     WorkerEnd { accounting_error }
 }
 
+/// Judge frames `descs` (arrived in directions `dirs`) as one batch and sort them into `out`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn judge(
+fn judge_batch(
     w: &mut SocketPair,
     engine: &mut Engine,
     now: u64,
-    dir: Direction,
-    d: &mut Desc,
-    spare: &mut Option<Desc>,
-    empty: &mut [u8; 0],
+    dirs: &[Direction],
+    descs: &mut [Desc],
+    extras: &mut Extras,
     out: &mut Out,
+    ls: &mut RingStats,
 ) {
-    let len = d.len();
-    let verdict = match spare {
-        Some(sp) => match w.two_frames_mut(d, sp) {
-            Some((buf, xbuf)) => {
-                let mut f = FrameBuf { buf, len };
-                let mut x = FrameBuf { buf: xbuf, len: 0 };
-                let v = engine.process(now, dir, &mut f, &mut x);
-                d.set_len(f.len);
-                if matches!(v, Verdict::ForwardWithReply | Verdict::ReplyTwice) {
-                    sp.set_len(x.len);
-                }
-                v
+    let m = descs.len().min(BATCH).min(dirs.len());
+    let mut verdicts = [Verdict::Drop(DropReason::NoBufferRoom); BATCH];
+    let mut lens = [0usize; BATCH];
+    let mut xlens = [0usize; BATCH];
+    {
+        let mut bufs: [&mut [u8]; BATCH] = std::array::from_fn(|_| Default::default());
+        if w.frames_mut(&descs[..m], &mut bufs[..m]) {
+            let mut jobs = ArrayVec::<Job<'_>, BATCH>::new();
+            for (k, (b, x)) in bufs.iter_mut().zip(extras.0.iter_mut()).take(m).enumerate() {
+                let len = descs[k].len();
+                jobs.push(Job::new(now, dirs[k], core::mem::take(b), len, &mut x[..]));
             }
-            None => Verdict::Drop(DropReason::NoBufferRoom),
-        },
-        None => match w.frame_buf_mut(d) {
-            Some(buf) => {
-                let mut f = FrameBuf { buf, len };
-                let mut x = FrameBuf { buf: &mut empty[..], len: 0 };
-                let v = engine.process(now, dir, &mut f, &mut x);
-                d.set_len(f.len);
-                v
-            }
-            None => Verdict::Drop(DropReason::NoBufferRoom),
-        },
-    };
-    match verdict {
-        Verdict::Forward => {
-            out.fwd[out.nfwd] = *d;
-            out.nfwd += 1;
-        }
-        Verdict::Reply => {
-            out.ans[out.nans] = *d;
-            out.nans += 1;
-        }
-        Verdict::ForwardWithReply => {
-            out.fwd[out.nfwd] = *d;
-            out.nfwd += 1;
-            if let Some(sp) = spare.take() {
-                out.ans[out.nans] = sp;
-                out.nans += 1;
+            engine.process_batch(&mut jobs);
+            for (k, j) in jobs.iter().enumerate() {
+                verdicts[k] = j.verdict;
+                lens[k] = j.frame.len;
+                xlens[k] = j.extra.len;
             }
         }
-        Verdict::ReplyTwice => {
-            out.ans[out.nans] = *d;
-            out.nans += 1;
-            if let Some(sp) = spare.take() {
-                out.ans[out.nans] = sp;
-                out.nans += 1;
-            }
-        }
-        Verdict::Drop(_) => {
-            out.drop[out.ndrop] = *d;
-            out.ndrop += 1;
-        }
+        // Else (a frame not in hand: cannot happen) every frame is dropped as NoBufferRoom.
     }
-    // Keep a spare for the next ForwardWithReply; allocated outside the lists.
-    if spare.is_none() {
-        *spare = w.alloc_frame();
+    for k in 0..m {
+        let mut d = descs[k];
+        d.set_len(lens[k]);
+        let side = match dirs[k] {
+            Direction::Inbound => Side::Ext,
+            Direction::Outbound => Side::Int,
+        };
+        match verdicts[k] {
+            Verdict::Forward => out.send(side.other(), d),
+            Verdict::Reply => out.send(side, d),
+            Verdict::ForwardWithReply | Verdict::ReplyTwice => {
+                if verdicts[k] == Verdict::ForwardWithReply {
+                    out.send(side.other(), d);
+                } else {
+                    out.send(side, d);
+                }
+                match second_frame(w, &extras.0[k][..xlens[k]]) {
+                    Some(x) => out.send(side, x),
+                    None => ls.second_frame_lost += 1,
+                }
+            }
+            Verdict::Drop(_) => out.drop(d),
+        }
     }
 }
 
-/// Transmit what a batch produced: forwards out the other side, answers out `side`, drops
-/// back to the free list; frames that do not fit in a tx ring are dropped and counted.
+/// A UMEM frame holding a copy of `bytes`, if one is free.
 #[inline]
-fn flush(w: &mut SocketPair, out: &mut Out, side: Side, ls: &mut RingStats) {
-    if out.nfwd > 0 {
-        let sent = w.tx_batch(side.other(), &out.fwd[..out.nfwd]);
-        if sent < out.nfwd {
-            ls.tx_ring_full += (out.nfwd - sent) as u64;
-            w.recycle(&out.fwd[sent..out.nfwd]);
+fn second_frame(w: &mut SocketPair, bytes: &[u8]) -> Option<Desc> {
+    let mut x = w.alloc_frame()?;
+    match w.frame_buf_mut(&x) {
+        Some(buf) if buf.len() >= bytes.len() => buf[..bytes.len()].copy_from_slice(bytes),
+        _ => {
+            w.recycle(&[x]);
+            return None;
         }
-        out.nfwd = 0;
     }
-    if out.nans > 0 {
-        let sent = w.tx_batch(side, &out.ans[..out.nans]);
-        if sent < out.nans {
-            ls.tx_ring_full += (out.nans - sent) as u64;
-            w.recycle(&out.ans[sent..out.nans]);
+    x.set_len(bytes.len());
+    Some(x)
+}
+
+/// Transmit what a batch produced on each side, recycle the drops; frames that do not fit in a
+/// tx ring are dropped and counted.
+#[inline]
+fn flush(w: &mut SocketPair, out: &mut Out, ls: &mut RingStats) {
+    for side in Side::BOTH {
+        let i = side as usize;
+        let n = out.ntx[i];
+        if n > 0 {
+            let sent = w.tx_batch(side, &out.tx[i][..n]);
+            if sent < n {
+                ls.tx_ring_full += (n - sent) as u64;
+                w.recycle(&out.tx[i][sent..n]);
+            }
+            out.ntx[i] = 0;
         }
-        out.nans = 0;
     }
     if out.ndrop > 0 {
         w.recycle(&out.drop[..out.ndrop]);

@@ -56,7 +56,7 @@ pub struct EngineConfig {
     pub syn_mode: SynMode,
     /// Session table capacity (slots; rounded up to a power of two).
     pub table_capacity: usize,
-    /// SYN cookie secret (SipHash key).
+    /// SYN cookie secret (the AES-128 key the per-slot cookie keys derive from).
     pub cookie_key: [u8; 16],
     /// Cookie time slot length in seconds; the current and previous slot validate.
     pub cookie_slot_secs: u32,

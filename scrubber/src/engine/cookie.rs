@@ -5,40 +5,51 @@
 //! answers with an ACK whose `ack - 1` is that cookie; [`SynCookies::validate`] checks it and
 //! returns the options the SYN had offered, so that the scrubber can open the backend side.
 //!
-//! # The MAC
+//! # The MAC: AES-128, one block for IPv4
 //!
-//! The cookie's authenticator is SipHash-2-4 keyed with the 128-bit [`CookieKey`] (a keyed PRF,
-//! as Linux uses since 4.13; never a plain hash) over the message
+//! The authenticator is AES-128 — a keyed pseudo-random permutation, computed by the CPU's AES
+//! instructions (AES-NI; a constant-time software implementation where there are none) — under
+//! a key derived per time slot and family from the [`CookieKey`]:
+//! `K(slot, family) = AES_key(label ‖ family ‖ slot)`. The derived keys of the current and the
+//! previous slot are kept expanded; a new slot costs one key expansion.
 //!
 //! ```text
-//! flow.to_bytes()[..n]  (12 bytes IPv4 / 36 bytes IPv6: client addr, server addr, ports)
-//! ‖ client ISN          (u32, big endian)
-//! ‖ slot                (u64, big endian: now_ns / (slot_secs · 10⁹))
-//! ‖ MSS table index     (u8)
-//! ‖ option bits         (u8: bits 0..=3 wscale (15 = none), bit 4 SACK, bit 5 ECN)
-//! ‖ variant             (u8: 0 = options in the ISN, 1 = options in the TSval)
+//! IPv4: MAC = AES_K(slot,4)( client addr ‖ server addr ‖ client port ‖ server port ‖ isn ⊕ g )
+//! IPv6: MAC = CBC-MAC_K(slot,6)( client addr ‖ server addr ‖ ports ‖ isn ⊕ g ‖ 0⁶⁴ )   (3 blocks)
+//! g     = MSS index ‖ option bits ‖ variant ‖ clock   (3 + 6 + 1 + 13 bits, see below)
 //! ```
 //!
-//! The slot makes the cookie expire: the key never needs to change for cookies to rotate
-//! (but it can, and several boxes behind ECMP share it so that any box validates any cookie;
-//! they need wall clocks that agree to well within one slot).
+//! (IPv6's three-block CBC-MAC has a fixed length under its own keys, which makes it a PRF.)
+//! Folding `g` into the client ISN by XOR keeps IPv4 at one block: two inputs that collide
+//! there are two (ISN, options) pairs of the same 4-tuple, and a blind forger still has to
+//! guess an unknown MAC output; only someone who already holds a valid cookie could trade its
+//! MSS or option claims for others — which the client could have sent in its SYN anyway.
 //!
-//! # The 32-bit ISN
+//! Why AES and not SipHash (which this module used before): the untracked-ACK path of a flood
+//! computes one MAC per frame. SipHash-2-4 over the 31-byte message took ~24 ns, a quarter of
+//! the frame's time. One AES block takes a few nanoseconds on its own, and the batch path
+//! ([`super::batch`]) computes the MACs of a whole batch in one call that keeps eight blocks in
+//! flight in the AES units ([`SynCookies::mac_many`]).
 //!
-//! | bits | without timestamps | with timestamps (client sent the TS option) |
+//! # The 32-bit ISN and the TSval
+//!
+//! | ISN bits | without timestamps | with timestamps (client sent the TS option) |
 //! |---|---|---|
 //! | 0 | slot parity (`slot & 1`) | slot parity |
-//! | 1..=3 | MSS table index | MSS table index |
-//! | 4..=7 | wscale (15 = none) | top 28 bits of the MAC |
-//! | 8 | SACK-permitted | 〃 |
-//! | 9 | ECN | 〃 |
-//! | 10..=31 | top 22 bits of the MAC | 〃 |
+//! | 1..=2 | MSS index (4-entry table) | MSS index (8-entry table), bits 1..=3 |
+//! | 3..=31 | top 29 bits of the MAC | bits 4..=31: top 28 bits of the MAC |
 //!
-//! With timestamps the options ride in the low 6 bits of the TSval the SYN-ACK carries (bits
-//! 0..=3 wscale, 4 SACK, 5 ECN), as Linux does (`cookie_init_timestamp`); the other 26 bits of
-//! the TSval are the scrubber's millisecond clock (`now_ns / 10⁶`, truncated to 32 bits) with
-//! its low 6 bits cleared. The client echoes the TSval in the TSecr of its ACK, and the MAC
-//! covers the six option bits, so they cannot be altered either.
+//! With timestamps the SYN-ACK's TSval carries, as Linux's `cookie_init_timestamp` does, the
+//! options — bits 0..=3 wscale (15 = none), 4 SACK, 5 ECN — and also 13 more MAC bits (bits
+//! 6..=18) and a 13-bit clock in seconds (bits 19..=31). The client echoes it in the TSecr of
+//! its ACK; the MAC covers the options and the clock, so neither can be altered.
+//!
+//! **Without timestamps the cookie carries no options but the MSS**, as in Linux: the SYN-ACK
+//! then offers neither window scaling nor SACK (nor ECN), and the connection runs without them
+//! (windows up to 64 KiB). That is the trade-off that buys 29 MAC bits. Most clients send
+//! timestamps (Linux, macOS, iOS, Android); Windows does not by default. A service whose
+//! clients need large windows without timestamps should use `syn auto`: cookies (and the
+//! trade-off) then apply only while a SYN flood is on.
 //!
 //! The parity bit tells [`SynCookies::validate`] which slot to recompute the MAC for: the
 //! current one when the parity matches, else the previous one. A cookie from two slots ago has
@@ -47,46 +58,56 @@
 //!
 //! # MSS tables
 //!
-//! Eight entries per family, sorted; the encoded value is the largest entry not above the
-//! client's MSS, or the smallest entry (the RFC 879 / RFC 8200 defaults, 536 and 1220) when the
-//! client's MSS is smaller or absent:
+//! * With timestamps, eight entries per family: IPv4 ([`MSS_TABLE_V4`]) 536, 1220, 1300, 1380,
+//!   1400, 1440, 1460 (Ethernet), 8960 (jumbo); IPv6 ([`MSS_TABLE_V6`]) 1220 (minimum MTU),
+//!   1280, 1340, 1380, 1400, 1420, 1440 (Ethernet), 8940 (jumbo).
+//! * Without, four — Linux's: IPv4 ([`MSS_TABLE4_V4`]) 536, 1300, 1440, 1460; IPv6
+//!   ([`MSS_TABLE4_V6`]) 1220, 1420, 1440, 8940.
 //!
-//! * IPv4 ([`MSS_TABLE_V4`]): 536, 1220, 1300, 1380, 1400, 1440, 1460 (Ethernet), 8960 (jumbo).
-//! * IPv6 ([`MSS_TABLE_V6`]): 1220 (minimum MTU), 1280, 1340, 1380, 1400, 1420 (common
-//!   tunnels), 1440 (Ethernet), 8940 (jumbo).
-//!
-//! Linux encodes only 4 entries per family (2 bits).
+//! The encoded value is the largest entry not above the client's MSS, or the smallest entry
+//! (the RFC 879 / RFC 8200 defaults) when the client's MSS is smaller or absent.
 //!
 //! # Forgery odds
 //!
-//! A blind attacker who does not know the key must guess the MAC bits: one guess (one forged
-//! ACK) succeeds with probability 2⁻²² (≈ 2.4 · 10⁻⁷) for ISN cookies and 2⁻²⁸ (≈ 3.7 · 10⁻⁹)
-//! when timestamps carry the options; the parity, MSS index and option bits are free for the
-//! attacker to choose but are covered by the MAC. At 1 Mpps of forged ACKs towards one 4-tuple
-//! space that is about 0.24 accepted ACKs per second (ISN variant), each of which only opens a
-//! half-open backend connection, which the session table times out as embryonic.
+//! A blind attacker who does not know the key must guess MAC bits (the parity, MSS and option
+//! bits are his to choose, but covered by the MAC):
 //!
-//! Linux (`__cookie_v4_init_sequence`, RFC 4987 §3.6) spends 8 bits of its 32-bit ISN on the
-//! time counter and 24 on the hash-plus-MSS-index sum, checking the counter against a window
-//! of `MAX_SYNCOOKIE_AGE` (2) minutes; a forger must hit the 24-bit value for some counter in
-//! the window, about 2⁻²² per guess — the same order as this scheme without timestamps. Linux
-//! puts wscale/SACK/ECN only in the TSval (so without timestamps those options are lost); this
-//! scheme keeps them in the ISN when there are no timestamps, paying 6 MAC bits for it.
+//! * **without timestamps**: 2⁻²⁹ per try. A segment with data gets one try; a bare ACK two
+//!   (the second as a zero-window probe, `seq = ISN`, because the cookie SYN-ACK advertised a
+//!   zero window): 2⁻²⁸ per forged bare ACK. Linux's cookies (`__cookie_v4_check`: an 8-bit
+//!   counter that must be one of 2 values, a 24-bit hash-plus-MSS value that must decode to
+//!   one of 4 MSS indexes) accept a random ACK with probability 2⁻⁷ · 2⁻²² = 2⁻²⁹.
+//! * **with timestamps**: 28 + 13 = 41 MAC bits, 2⁻⁴¹ per try, and the clock in the TSecr must
+//!   fall within the validity window first (about 2·slot/8192 s of a random TSecr does:
+//!   2⁻⁶ for 64-second slots) — below 2⁻⁴⁶ per forged ACK.
+//!
+//! `scrubber-perf cookies` measures these over 10⁹ random ACKs.
 //!
 //! # Cost
 //!
-//! [`SynCookies::issue`] and [`SynCookies::validate`] allocate nothing and compute one SipHash
-//! over at most 51 bytes. A TS-variant cookie whose echoed clock is obviously older than the
-//! validity window is refused before any hashing ([`CookieReject::Stale`]).
+//! [`SynCookies::issue`] and [`SynCookies::validate`] allocate nothing and compute one AES
+//! block (IPv4) or three (IPv6); a TS-variant cookie whose echoed clock is outside the validity
+//! window is refused before any ([`CookieReject::Stale`]).
 
 use super::flow::FlowKey;
-use siphasher::sip::SipHasher24;
+use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
+use aes::Aes128;
 use std::path::{Path, PathBuf};
 
-/// MSS values a cookie can encode for IPv4, indexed by the 3-bit table index.
+/// MSS values a timestamp-variant cookie can encode for IPv4 (3-bit index).
 pub const MSS_TABLE_V4: [u16; 8] = [536, 1220, 1300, 1380, 1400, 1440, 1460, 8960];
-/// MSS values a cookie can encode for IPv6, indexed by the 3-bit table index.
+/// MSS values a timestamp-variant cookie can encode for IPv6 (3-bit index).
 pub const MSS_TABLE_V6: [u16; 8] = [1220, 1280, 1340, 1380, 1400, 1420, 1440, 8940];
+/// MSS values a cookie without timestamps can encode for IPv4 (2-bit index; Linux's).
+pub const MSS_TABLE4_V4: [u16; 4] = [536, 1300, 1440, 1460];
+/// MSS values a cookie without timestamps can encode for IPv6 (2-bit index; Linux's).
+pub const MSS_TABLE4_V6: [u16; 4] = [1220, 1420, 1440, 8940];
+
+/// The clock in a TSval: seconds, 13 bits.
+const CLOCK_BITS: u32 = 13;
+const CLOCK_MASK: u32 = (1 << CLOCK_BITS) - 1;
+/// Label of the per-slot key derivation.
+const DERIVE_LABEL: &[u8; 7] = b"scrubck";
 
 /// Window-scale code meaning "no window scale option" (in the 4-bit option field).
 const WS_CODE_NONE: u8 = 15;
@@ -95,7 +116,7 @@ const WS_MAX: u8 = 14;
 /// How to make a secret file, quoted by errors.
 const GEN_HINT: &str = "make one with `scrubber gen-secret > FILE`";
 
-/// The 128-bit SipHash-2-4 key of the cookie MAC.
+/// The 128-bit secret of the cookie MAC (the AES-128 key the per-slot keys derive from).
 ///
 /// Its `Debug` output does not show the secret.
 #[derive(Clone)]
@@ -211,7 +232,8 @@ pub enum CookieError {
 /// For [`SynCookies::issue`]: what the client's SYN offered — `mss` is the client's MSS option
 /// (0 when absent), `wscale` its window-scale shift, `timestamps` whether the SYN-ACK will echo
 /// the client's timestamp (the client sent the option and the scrubber answers with one; the
-/// options then travel in the TSval), `ecn` whether the SYN had ECE and CWR set.
+/// options then travel in the TSval), `ecn` whether the SYN had ECE and CWR set. Without
+/// timestamps the cookie keeps only the MSS: [`SynOptions::carried`] is what survives.
 ///
 /// From [`SynCookies::validate`]: what the cookie encoded — `mss` the MSS table value,
 /// `wscale` in `0..=14` or `None`, `timestamps` whether the options came from the TSecr.
@@ -227,6 +249,19 @@ pub struct SynOptions {
     pub timestamps: bool,
     /// ECN requested (ECE and CWR on the SYN).
     pub ecn: bool,
+}
+
+impl SynOptions {
+    /// The options a cookie for these can carry: all of them with timestamps, none but the MSS
+    /// without. The SYN-ACK must offer no more than this.
+    #[inline]
+    pub fn carried(self) -> SynOptions {
+        if self.timestamps {
+            self
+        } else {
+            SynOptions { mss: self.mss, ..SynOptions::default() }
+        }
+    }
 }
 
 /// What [`SynCookies::issue`] produced for a SYN-ACK.
@@ -248,9 +283,9 @@ pub enum CookieReject {
     /// ISN, a different key, or a cookie issued two or more slots ago (indistinguishable
     /// without a second MAC).
     BadMac,
-    /// Timestamp variant only: the clock in the echoed TSecr is older than the validity
-    /// window (two slots), so the cookie cannot be valid; refused without computing the MAC.
-    /// Forged ACKs with random TSecr values mostly land here.
+    /// Timestamp variant only: the clock in the echoed TSecr is outside the validity window
+    /// (two slots), so the cookie cannot be valid; refused without computing the MAC. Forged
+    /// ACKs with random TSecr values mostly land here.
     Stale,
 }
 
@@ -264,14 +299,80 @@ impl CookieReject {
     }
 }
 
-/// Issues and validates SYN cookies. Cheap to clone (one per worker is fine).
+/// One IPv4 MAC to compute ahead (by the batch path): the slot, which selects the key, and
+/// the input block. Built by [`SynCookies::batch_request`]; computed in bulk by
+/// [`SynCookies::mac_many`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MacRequest {
+    slot: u64,
+    block: u128,
+}
+
+impl MacRequest {
+    /// A placeholder (for preallocated arrays).
+    pub const EMPTY: MacRequest = MacRequest { slot: u64::MAX, block: 0 };
+}
+
+/// IPv4 MACs computed ahead for the frame being judged (by the batch path), consulted by
+/// [`SynCookies::validate`] before it computes one.
+#[derive(Clone, Copy, Debug)]
+pub struct MacMemo {
+    /// `u64::MAX`: empty.
+    slot: [u64; 2],
+    block: [u128; 2],
+    mac: [u128; 2],
+}
+
+impl MacMemo {
+    /// An empty memo.
+    pub const EMPTY: MacMemo = MacMemo { slot: [u64::MAX; 2], block: [0; 2], mac: [0; 2] };
+
+    /// Remember `mac` for `req` in place `i` (0 or 1).
+    #[inline]
+    pub fn set(&mut self, i: usize, req: MacRequest, mac: u128) {
+        let i = i & 1;
+        self.slot[i] = req.slot;
+        self.block[i] = req.block;
+        self.mac[i] = mac;
+    }
+
+    #[inline(always)]
+    fn get(&self, slot: u64, block: u128) -> Option<u128> {
+        for i in 0..2 {
+            if self.slot[i] == slot && self.block[i] == block {
+                return Some(self.mac[i]);
+            }
+        }
+        None
+    }
+}
+
+/// The expanded keys of one slot.
+#[derive(Clone)]
+struct SlotKeys {
+    slot: u64,
+    v4: Aes128,
+    v6: Aes128,
+}
+
+/// Issues and validates SYN cookies. One per worker (it caches the per-slot keys).
 #[derive(Clone)]
 pub struct SynCookies {
-    sip: SipHasher24,
+    root: Aes128,
     slot_ns: u64,
-    /// `2 · slot_ms + 64`, or `u32::MAX` when that does not fit in 31 bits (no stale check).
-    stale_ms: u32,
+    /// Largest age (seconds, modulo 2¹³) of a valid TS cookie's clock, or `u32::MAX` when
+    /// the window is too large for a 13-bit clock (no stale check).
+    stale_s: u32,
+    /// Keys of the slots with parity 0 and 1.
+    keys: [SlotKeys; 2],
+    /// MACs the batch path computed for the frame being judged.
+    memo: MacMemo,
+    /// Blocks of [`SynCookies::mac_many`].
+    blocks: Box<[aes::Block; MANY]>,
 }
+
+/// Most MACs [`SynCookies::mac_many`] computes in one call.
+pub const MANY: usize = 128;
 
 impl core::fmt::Debug for SynCookies {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -292,18 +393,20 @@ fn opt_bits(o: &SynOptions) -> u8 {
     ws | (u8::from(o.sack_permitted) << 4) | (u8::from(o.ecn) << 5)
 }
 
+/// The MSS table of a family and variant.
 #[inline]
-fn mss_table(v6: bool) -> &'static [u16; 8] {
-    if v6 {
-        &MSS_TABLE_V6
-    } else {
-        &MSS_TABLE_V4
+fn mss_table(v6: bool, ts: bool) -> &'static [u16] {
+    match (v6, ts) {
+        (false, true) => &MSS_TABLE_V4,
+        (true, true) => &MSS_TABLE_V6,
+        (false, false) => &MSS_TABLE4_V4,
+        (true, false) => &MSS_TABLE4_V6,
     }
 }
 
 /// Index of the largest entry `<= mss`, or 0.
 #[inline]
-fn mss_index(table: &[u16; 8], mss: u16) -> u8 {
+fn mss_index(table: &[u16], mss: u16) -> u8 {
     let mut idx = 0u8;
     for (i, &m) in table.iter().enumerate() {
         if m <= mss {
@@ -313,15 +416,49 @@ fn mss_index(table: &[u16; 8], mss: u16) -> u8 {
     idx
 }
 
+/// The 23 bits folded into the ISN word of the MAC input.
+#[inline]
+fn fold(idx: u8, opts: u8, ts: bool, clock: u32) -> u32 {
+    u32::from(idx & 7) | u32::from(opts & 0x3f) << 3 | u32::from(ts) << 9 | (clock & CLOCK_MASK) << 10
+}
+
+#[inline]
+fn encrypt(k: &Aes128, x: u128) -> u128 {
+    let mut b = GenericArray::from(x.to_be_bytes());
+    k.encrypt_block(&mut b);
+    u128::from_be_bytes(b.into())
+}
+
+fn derive(root: &Aes128, slot: u64, family: u8) -> Aes128 {
+    let mut m = [0u8; 16];
+    m[..7].copy_from_slice(DERIVE_LABEL);
+    m[7] = family;
+    m[8..].copy_from_slice(&slot.to_be_bytes());
+    let k = encrypt(root, u128::from_be_bytes(m));
+    Aes128::new(&GenericArray::from(k.to_be_bytes()))
+}
+
+fn slot_keys(root: &Aes128, slot: u64) -> SlotKeys {
+    SlotKeys { slot, v4: derive(root, slot, 4), v6: derive(root, slot, 6) }
+}
+
 impl SynCookies {
     /// Cookies under `key`, with time slots of `slot_secs` seconds (clamped to at least 1).
     /// A cookie validates during the slot it was issued in and the next one.
     pub fn new(key: CookieKey, slot_secs: u32) -> SynCookies {
         let slot_secs = slot_secs.max(1);
-        let slot_ms = u64::from(slot_secs) * 1000;
-        let stale = 2 * slot_ms + 64;
-        let stale_ms = if stale < (1 << 31) { stale as u32 } else { u32::MAX };
-        SynCookies { sip: SipHasher24::new_with_key(&key.0), slot_ns: u64::from(slot_secs) * 1_000_000_000, stale_ms }
+        let window = 2 * u64::from(slot_secs) + 1;
+        let stale_s = if window < u64::from(CLOCK_MASK / 2) { window as u32 } else { u32::MAX };
+        let root = Aes128::new(&GenericArray::from(key.0));
+        let keys = [slot_keys(&root, 0), slot_keys(&root, 1)];
+        SynCookies {
+            root,
+            slot_ns: u64::from(slot_secs) * 1_000_000_000,
+            stale_s,
+            keys,
+            memo: MacMemo::EMPTY,
+            blocks: Box::new([aes::Block::default(); MANY]),
+        }
     }
 
     /// The slot length in seconds.
@@ -329,89 +466,184 @@ impl SynCookies {
         (self.slot_ns / 1_000_000_000) as u32
     }
 
+    /// The expanded keys of `slot` (derived now if the cache holds another slot of its parity).
     #[inline]
-    fn mac(&self, flow: &FlowKey, client_isn: u32, slot: u64, idx: u8, opts: u8, ts: bool) -> u64 {
-        let (fb, n) = flow.to_bytes();
-        let mut m = [0u8; 36 + 4 + 8 + 3];
-        let n = n.min(36);
-        m[..n].copy_from_slice(&fb[..n]);
-        m[n..n + 4].copy_from_slice(&client_isn.to_be_bytes());
-        m[n + 4..n + 12].copy_from_slice(&slot.to_be_bytes());
-        m[n + 12] = idx;
-        m[n + 13] = opts;
-        m[n + 14] = u8::from(ts);
-        self.sip.hash(&m[..n + 15])
+    fn keys(&mut self, slot: u64) -> &SlotKeys {
+        let i = (slot & 1) as usize;
+        if self.keys[i].slot != slot {
+            self.keys[i] = slot_keys(&self.root, slot);
+        }
+        &self.keys[i]
+    }
+
+    /// The IPv4 input block.
+    #[inline(always)]
+    fn block4(flow: &FlowKey, x: u32) -> u128 {
+        let c = u32::from_be_bytes([flow.client_ip[0], flow.client_ip[1], flow.client_ip[2], flow.client_ip[3]]);
+        let s = u32::from_be_bytes([flow.server_ip[0], flow.server_ip[1], flow.server_ip[2], flow.server_ip[3]]);
+        u128::from(c) << 96
+            | u128::from(s) << 64
+            | u128::from(flow.client_port) << 48
+            | u128::from(flow.server_port) << 32
+            | u128::from(x)
+    }
+
+    /// The MAC for `flow` in `slot` over `isn ⊕ g` (see the module docs): the memo's, else
+    /// computed now.
+    #[inline(always)]
+    fn mac(&mut self, flow: &FlowKey, slot: u64, isn: u32, g: u32) -> u128 {
+        let x = isn ^ g;
+        if flow.v6 {
+            let k = &self.keys(slot).v6;
+            let ports = u128::from(flow.client_port) << 112 | u128::from(flow.server_port) << 96;
+            let a = encrypt(k, u128::from_be_bytes(flow.client_ip));
+            let b = encrypt(k, a ^ u128::from_be_bytes(flow.server_ip));
+            encrypt(k, b ^ ports ^ u128::from(x) << 64)
+        } else {
+            let block = Self::block4(flow, x);
+            match self.memo.get(slot, block) {
+                Some(m) => m,
+                None => encrypt(&self.keys(slot).v4, block),
+            }
+        }
+    }
+
+    /// Compute the MACs of many IPv4 requests at once (`out[i]` for `reqs[i]`, at most
+    /// [`MANY`]): the blocks of each slot's key go to the AES units together, eight in flight.
+    /// The results are those [`SynCookies::validate`] would compute.
+    pub fn mac_many(&mut self, reqs: &[MacRequest], out: &mut [u128]) {
+        let n = reqs.len().min(out.len()).min(MANY);
+        // In practice every request of a batch has the same slot: encrypt those together.
+        let Some(slot) = reqs[..n].iter().map(|r| r.slot).find(|&s| s != u64::MAX) else { return };
+        self.keys(slot);
+        let mut m = 0;
+        for r in reqs[..n].iter().filter(|r| r.slot == slot) {
+            self.blocks[m] = aes::Block::from(r.block.to_be_bytes());
+            m += 1;
+        }
+        self.keys[(slot & 1) as usize].v4.encrypt_blocks(&mut self.blocks[..m]);
+        let mut j = 0;
+        for (r, o) in reqs[..n].iter().zip(out.iter_mut()) {
+            if r.slot == slot {
+                *o = u128::from_be_bytes(self.blocks[j].into());
+                j += 1;
+            } else if r.slot != u64::MAX {
+                // A batch straddling a slot boundary: the others one by one.
+                *o = encrypt(&self.keys(r.slot).v4, r.block);
+            }
+        }
+    }
+
+    /// Use `memo` (MACs computed ahead for the frame about to be judged) until the next call.
+    #[inline]
+    pub fn set_memo(&mut self, memo: MacMemo) {
+        self.memo = memo;
     }
 
     /// The cookie for a SYN from `flow` with sequence number `client_isn` and options `syn`,
-    /// at `now_ns` (nanoseconds since the UNIX epoch). Allocation-free; one SipHash.
+    /// at `now_ns` (nanoseconds since the UNIX epoch). Without timestamps only the MSS is
+    /// encoded (see [`SynOptions::carried`]). Allocation-free; one AES block (three for IPv6).
     #[inline]
-    pub fn issue(&self, now_ns: u64, flow: &FlowKey, client_isn: u32, syn: &SynOptions) -> Issued {
+    pub fn issue(&mut self, now_ns: u64, flow: &FlowKey, client_isn: u32, syn: &SynOptions) -> Issued {
         let slot = now_ns / self.slot_ns;
-        let table = mss_table(flow.v6);
+        let table = mss_table(flow.v6, syn.timestamps);
         let idx = mss_index(table, syn.mss);
-        let opts = opt_bits(syn);
-        let head = (slot & 1) as u32 | (u32::from(idx) << 1);
-        let mac = self.mac(flow, client_isn, slot, idx, opts, syn.timestamps);
-        let mss = table[usize::from(idx & 7)];
+        let mss = table[usize::from(idx) % table.len()];
         if syn.timestamps {
-            let clock = ((now_ns / 1_000_000) as u32) & !0x3f;
-            Issued { isn: head | (((mac >> 36) as u32) << 4), tsval: Some(clock | u32::from(opts)), mss }
+            let opts = opt_bits(syn);
+            let clock = ((now_ns / 1_000_000_000) as u32) & CLOCK_MASK;
+            let mac = self.mac(flow, slot, client_isn, fold(idx, opts, true, clock));
+            let isn = (slot & 1) as u32 | u32::from(idx) << 1 | ((mac >> 100) as u32) << 4;
+            let tsval = clock << 19 | (((mac >> 87) as u32) & 0x1fff) << 6 | u32::from(opts);
+            Issued { isn, tsval: Some(tsval), mss }
         } else {
-            let isn = head | (u32::from(opts) << 4) | (((mac >> 42) as u32) << 10);
+            let mac = self.mac(flow, slot, client_isn, fold(idx, 0, false, 0));
+            let isn = (slot & 1) as u32 | u32::from(idx) << 1 | ((mac >> 99) as u32) << 3;
             Issued { isn, tsval: None, mss }
         }
     }
 
-    /// Checks `cookie` (the ACK's `ack - 1`) for `flow` and `client_isn` (the ACK's `seq - 1`)
-    /// at `now_ns`. `tsecr` is the TSecr of the ACK's timestamp option when it has one; the
-    /// cookie is then checked as a timestamp-variant cookie. Returns the options the cookie
-    /// encodes. Allocation-free; at most one SipHash.
+    /// The slot and the folded bits a cookie claims, or the refusal [`SynCookies::validate`]
+    /// gives without computing a MAC (wrong slot, stale clock).
+    #[inline(always)]
+    fn decode(&self, now_ns: u64, cookie: u32, tsecr: Option<u32>) -> Result<(u64, u32), CookieReject> {
+        let cur = now_ns / self.slot_ns;
+        let slot =
+            if u64::from(cookie & 1) == cur & 1 { cur } else { cur.checked_sub(1).ok_or(CookieReject::BadMac)? };
+        match tsecr {
+            Some(ecr) => {
+                let clock = ecr >> 19;
+                if self.stale_s != u32::MAX {
+                    let now_s = ((now_ns / 1_000_000_000) as u32) & CLOCK_MASK;
+                    let age = now_s.wrapping_sub(clock) & CLOCK_MASK;
+                    if age > self.stale_s {
+                        return Err(CookieReject::Stale);
+                    }
+                }
+                Ok((slot, fold(((cookie >> 1) & 7) as u8, (ecr & 0x3f) as u8, true, clock)))
+            }
+            None => Ok((slot, fold(((cookie >> 1) & 3) as u8, 0, false, 0))),
+        }
+    }
+
+    /// The IPv4 MAC [`SynCookies::validate`] would compute for these arguments, to compute
+    /// ahead with [`SynCookies::mac_many`]; `None` for IPv6 and for cookies refused without one.
     #[inline]
-    pub fn validate(
+    pub fn batch_request(
         &self,
         now_ns: u64,
         flow: &FlowKey,
         client_isn: u32,
         cookie: u32,
         tsecr: Option<u32>,
+    ) -> Option<MacRequest> {
+        if flow.v6 {
+            return None;
+        }
+        let (slot, g) = self.decode(now_ns, cookie, tsecr).ok()?;
+        Some(MacRequest { slot, block: Self::block4(flow, client_isn ^ g) })
+    }
+
+    /// Checks `cookie` (the ACK's `ack - 1`) for `flow` and `client_isn` (the ACK's `seq - 1`)
+    /// at `now_ns`. `tsecr` is the TSecr of the ACK's timestamp option when it has one; the
+    /// cookie is then checked as a timestamp-variant cookie. Returns the options the cookie
+    /// encodes. Allocation-free; at most one AES block (three for IPv6).
+    #[inline]
+    pub fn validate(
+        &mut self,
+        now_ns: u64,
+        flow: &FlowKey,
+        client_isn: u32,
+        cookie: u32,
+        tsecr: Option<u32>,
     ) -> Result<SynOptions, CookieReject> {
-        let cur = now_ns / self.slot_ns;
-        let slot =
-            if u64::from(cookie & 1) == cur & 1 { cur } else { cur.checked_sub(1).ok_or(CookieReject::BadMac)? };
-        let idx = ((cookie >> 1) & 7) as u8;
-        let opts = match tsecr {
+        let (slot, g) = self.decode(now_ns, cookie, tsecr)?;
+        let mac = self.mac(flow, slot, client_isn, g);
+        match tsecr {
             Some(ecr) => {
-                let now_ms = (now_ns / 1_000_000) as u32;
-                let age = now_ms.wrapping_sub(ecr & !0x3f);
-                if age < (1 << 31) && age > self.stale_ms {
-                    return Err(CookieReject::Stale);
-                }
-                let opts = (ecr & 0x3f) as u8;
-                let mac = self.mac(flow, client_isn, slot, idx, opts, true);
-                if (cookie >> 4) != (mac >> 36) as u32 {
+                if cookie >> 4 != (mac >> 100) as u32 || (ecr >> 6) & 0x1fff != ((mac >> 87) as u32) & 0x1fff {
                     return Err(CookieReject::BadMac);
                 }
-                opts
+                let idx = ((cookie >> 1) & 7) as usize;
+                let opts = (ecr & 0x3f) as u8;
+                // 4 bits: 0..=14 are shifts, 15 means "none"; no invalid value remains.
+                let ws = opts & 15;
+                Ok(SynOptions {
+                    mss: mss_table(flow.v6, true)[idx],
+                    wscale: if ws == WS_CODE_NONE { None } else { Some(ws) },
+                    sack_permitted: opts & 0x10 != 0,
+                    timestamps: true,
+                    ecn: opts & 0x20 != 0,
+                })
             }
             None => {
-                let opts = ((cookie >> 4) & 0x3f) as u8;
-                let mac = self.mac(flow, client_isn, slot, idx, opts, false);
-                if (cookie >> 10) != (mac >> 42) as u32 {
+                if cookie >> 3 != (mac >> 99) as u32 {
                     return Err(CookieReject::BadMac);
                 }
-                opts
+                let idx = ((cookie >> 1) & 3) as usize;
+                Ok(SynOptions { mss: mss_table(flow.v6, false)[idx], ..SynOptions::default() })
             }
-        };
-        // 4 bits: 0..=14 are shifts, 15 means "none"; no invalid value remains.
-        let ws = opts & 15;
-        Ok(SynOptions {
-            mss: mss_table(flow.v6)[usize::from(idx & 7)],
-            wscale: if ws == WS_CODE_NONE { None } else { Some(ws) },
-            sack_permitted: opts & 0x10 != 0,
-            timestamps: tsecr.is_some(),
-            ecn: opts & 0x20 != 0,
-        })
+        }
     }
 }
 
@@ -454,7 +686,7 @@ mod tests {
         v
     }
 
-    fn round_trip(c: &SynCookies, flow: &FlowKey, syn: &SynOptions, at: u64) -> Result<SynOptions, CookieReject> {
+    fn round_trip(c: &mut SynCookies, flow: &FlowKey, syn: &SynOptions, at: u64) -> Result<SynOptions, CookieReject> {
         let isn = 0x1234_5678;
         let out = c.issue(NOW, flow, isn, syn);
         assert_eq!(out.tsval.is_some(), syn.timestamps);
@@ -463,14 +695,19 @@ mod tests {
 
     #[test]
     fn round_trip_all_options_v4_v6() {
-        let c = cookies();
+        let mut c = cookies();
         for flow in [v4(), v6()] {
             for syn in combos() {
-                let got = round_trip(&c, &flow, &syn, NOW).unwrap();
-                assert_eq!(got.wscale, syn.wscale);
-                assert_eq!(got.sack_permitted, syn.sack_permitted);
-                assert_eq!(got.ecn, syn.ecn);
+                let got = round_trip(&mut c, &flow, &syn, NOW).unwrap();
+                // With timestamps every option comes back; without, none but the MSS.
+                let want = syn.carried();
+                assert_eq!(got.wscale, want.wscale);
+                assert_eq!(got.sack_permitted, want.sack_permitted);
+                assert_eq!(got.ecn, want.ecn);
                 assert_eq!(got.timestamps, syn.timestamps);
+                if !syn.timestamps {
+                    assert_eq!((got.wscale, got.sack_permitted, got.ecn), (None, false, false));
+                }
                 assert_eq!(got.mss, if flow.v6 { 1440 } else { 1460 });
             }
         }
@@ -478,14 +715,14 @@ mod tests {
 
     #[test]
     fn every_mss_table_entry_round_trips() {
-        let c = cookies();
+        let mut c = cookies();
         for flow in [v4(), v6()] {
-            let table = mss_table(flow.v6);
             for ts in [false, true] {
+                let table = mss_table(flow.v6, ts);
                 for (i, &m) in table.iter().enumerate() {
                     // Exactly the entry, and one above it (rounds down to it).
                     for offered in [m, m.saturating_add(1)] {
-                        if i + 1 < 8 && offered >= table[i + 1] {
+                        if i + 1 < table.len() && offered >= table[i + 1] {
                             continue;
                         }
                         let syn = SynOptions { mss: offered, timestamps: ts, ..Default::default() };
@@ -503,32 +740,38 @@ mod tests {
                     assert_eq!(c.validate(NOW, &flow, 7, issued.isn, issued.tsval).unwrap().mss, table[0]);
                 }
                 let syn = SynOptions { mss: u16::MAX, timestamps: ts, ..Default::default() };
-                assert_eq!(c.issue(NOW, &flow, 7, &syn).mss, table[7]);
+                assert_eq!(c.issue(NOW, &flow, 7, &syn).mss, table[table.len() - 1]);
             }
         }
-        assert_eq!(mss_table(false)[0], 536);
-        assert_eq!(mss_table(true)[0], 1220);
+        assert_eq!(mss_table(false, true)[0], 536);
+        assert_eq!(mss_table(true, true)[0], 1220);
+        assert_eq!(mss_table(false, false), &[536, 1300, 1440, 1460], "Linux's");
     }
 
     #[test]
     fn large_wscale_is_clamped_to_14() {
-        let c = cookies();
-        let syn = SynOptions { mss: 1460, wscale: Some(200), ..Default::default() };
-        assert_eq!(round_trip(&c, &v4(), &syn, NOW).unwrap().wscale, Some(14));
+        let mut c = cookies();
+        let syn = SynOptions { mss: 1460, wscale: Some(200), timestamps: true, ..Default::default() };
+        assert_eq!(round_trip(&mut c, &v4(), &syn, NOW).unwrap().wscale, Some(14));
     }
 
     #[test]
-    fn tsval_carries_clock_and_options() {
-        let c = cookies();
+    fn tsval_carries_clock_mac_and_options() {
+        let mut c = cookies();
         let syn = SynOptions { mss: 1460, wscale: Some(7), sack_permitted: true, timestamps: true, ecn: false };
-        let ts = c.issue(NOW, &v4(), 1, &syn).tsval.unwrap();
+        let out = c.issue(NOW, &v4(), 1, &syn);
+        let ts = out.tsval.unwrap();
         assert_eq!(ts & 0x3f, 7 | 0x10);
-        assert_eq!(ts & !0x3f, ((NOW / 1_000_000) as u32) & !0x3f);
+        assert_eq!(ts >> 19, ((NOW / 1_000_000_000) as u32) & 0x1fff, "13-bit seconds clock on top");
+        // The 13 MAC bits of the TSval are checked: each flipped bit is refused.
+        for bit in 6..19 {
+            assert_eq!(c.validate(NOW, &v4(), 1, out.isn, Some(ts ^ (1 << bit))), Err(CookieReject::BadMac));
+        }
     }
 
     #[test]
     fn next_slot_validates_two_slots_later_expires() {
-        let c = cookies();
+        let mut c = cookies();
         let start = NOW - NOW % SLOT_NS; // start of a slot
         for ts in [false, true] {
             let syn = SynOptions { mss: 1460, wscale: Some(7), sack_permitted: true, timestamps: ts, ecn: false };
@@ -556,13 +799,13 @@ mod tests {
 
     #[test]
     fn slot_zero_and_clamped_slot_length() {
-        let c = SynCookies::new(CookieKey::from_bytes([1; 16]), 0);
+        let mut c = SynCookies::new(CookieKey::from_bytes([1; 16]), 0);
         assert_eq!(c.slot_secs(), 1);
         let out = c.issue(0, &v4(), 5, &SynOptions::default());
         assert!(c.validate(0, &v4(), 5, out.isn, None).is_ok());
         // A cookie claiming the slot before slot 0.
         assert_eq!(c.validate(0, &v4(), 5, out.isn ^ 1, None), Err(CookieReject::BadMac));
-        let big = SynCookies::new(CookieKey::from_bytes([1; 16]), u32::MAX);
+        let mut big = SynCookies::new(CookieKey::from_bytes([1; 16]), u32::MAX);
         let out = big.issue(NOW, &v6(), 5, &SynOptions { timestamps: true, ..Default::default() });
         assert!(big.validate(NOW, &v6(), 5, out.isn, out.tsval).is_ok());
         assert!(big.validate(u64::MAX, &v6(), 5, out.isn, Some(0)).is_err());
@@ -581,13 +824,15 @@ mod tests {
 
     #[test]
     fn random_forgeries_rejected() {
-        let c = cookies();
+        let mut c = cookies();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut accepted = 0;
+        let clock = ((NOW / 1_000_000_000) as u32 & 0x1fff) << 19;
         for i in 0..10_000 {
             let flow = if i % 2 == 0 { v4() } else { v6() };
             let r = rng.next();
-            let tsecr = if i % 4 < 2 { None } else { Some((NOW / 1_000_000) as u32 & !0x3f | (r >> 32) as u32 & 0x3f) };
+            // Half of the TS forgeries carry a current clock (they reach the MAC check).
+            let tsecr = if i % 4 < 2 { None } else { Some(clock | (r >> 32) as u32 & 0x7ffff) };
             if c.validate(NOW, &flow, 1000, r as u32, tsecr).is_ok() {
                 accepted += 1;
             }
@@ -597,7 +842,7 @@ mod tests {
 
     #[test]
     fn bit_flips_and_neighbours_rejected() {
-        let c = cookies();
+        let mut c = cookies();
         for flow in [v4(), v6()] {
             for syn in combos() {
                 let out = c.issue(NOW, &flow, 42, &syn);
@@ -608,14 +853,14 @@ mod tests {
                     assert!(c.validate(NOW, &flow, 42, cookie, out.tsval).is_err());
                 }
                 if let Some(ts) = out.tsval {
-                    for bit in 0..6 {
-                        assert!(c.validate(NOW, &flow, 42, out.isn, Some(ts ^ (1 << bit))).is_err());
+                    for bit in 0..32 {
+                        assert!(c.validate(NOW, &flow, 42, out.isn, Some(ts ^ (1 << bit))).is_err(), "TSval bit {bit}");
                     }
                     // TS cookie validated as an ISN cookie (ACK without the TS option).
                     assert!(c.validate(NOW, &flow, 42, out.isn, None).is_err());
                 } else {
                     // ISN cookie validated with a made-up TSecr.
-                    let ecr = Some((NOW / 1_000_000) as u32 & !0x3f | (out.isn >> 4) & 0x3f);
+                    let ecr = Some(((NOW / 1_000_000_000) as u32 & 0x1fff) << 19 | (out.isn >> 4) & 0x3f);
                     assert!(c.validate(NOW, &flow, 42, out.isn, ecr).is_err());
                 }
             }
@@ -624,7 +869,7 @@ mod tests {
 
     #[test]
     fn wrong_tuple_isn_or_key_rejected() {
-        let c = cookies();
+        let mut c = cookies();
         for ts in [false, true] {
             let syn = SynOptions { mss: 1400, wscale: Some(8), sack_permitted: true, timestamps: ts, ecn: true };
             for base in [v4(), v6()] {
@@ -654,13 +899,59 @@ mod tests {
                 }
                 assert!(c.validate(NOW, &base, 43, out.isn, out.tsval).is_err());
                 assert!(c.validate(NOW, &base, 41, out.isn, out.tsval).is_err());
-                let other = SynCookies::new(CookieKey::from_bytes(*b"0123456789abcdeF"), SLOT);
+                let mut other = SynCookies::new(CookieKey::from_bytes(*b"0123456789abcdeF"), SLOT);
                 assert!(other.validate(NOW, &base, 42, out.isn, out.tsval).is_err());
                 // Same key, another instance: accepted (boxes sharing the secret).
-                let twin = SynCookies::new(CookieKey::from_bytes(*b"0123456789abcdef"), SLOT);
+                let mut twin = SynCookies::new(CookieKey::from_bytes(*b"0123456789abcdef"), SLOT);
                 assert!(twin.validate(NOW, &base, 42, out.isn, out.tsval).is_ok());
             }
         }
+    }
+
+    #[test]
+    fn mac_many_equals_one_by_one_and_memo_is_exact() {
+        let mut c = cookies();
+        let mut rng = Rng(7);
+        let start = NOW - NOW % SLOT_NS;
+        // Requests around a slot boundary (two slots in one call) and forged ones.
+        let mut reqs = Vec::new();
+        let mut args = Vec::new();
+        for i in 0..100u64 {
+            let now = if i % 3 == 0 { start - 1 } else { start + i };
+            let r = rng.next();
+            let mut flow = v4();
+            flow.client_port = r as u16;
+            let tsecr =
+                (i % 2 == 0).then_some((((now / 1_000_000_000) as u32 & 0x1fff) << 19) | (r >> 40) as u32 & 0x7ffff);
+            let (isn, cookie) = ((r >> 16) as u32, (r >> 24) as u32);
+            if let Some(q) = c.batch_request(start + 5, &flow, isn, cookie, tsecr) {
+                reqs.push(q);
+                args.push((flow, isn, cookie, tsecr));
+            }
+            let _ = now;
+        }
+        assert!(reqs.len() > 40);
+        assert!(reqs.iter().any(|r| r.slot != reqs[0].slot), "both parities present");
+        let mut out = vec![0u128; reqs.len()];
+        c.mac_many(&reqs, &mut out);
+        for (r, m) in reqs.iter().zip(&out) {
+            assert_eq!(*m, encrypt(&c.keys(r.slot).v4.clone(), r.block));
+        }
+        // A memo answers exactly its own request: a wrong MAC in the memo makes that cookie
+        // fail, and is not used for any other.
+        let syn = SynOptions { mss: 1460, timestamps: true, ..Default::default() };
+        let out = c.issue(NOW, &v4(), 9, &syn);
+        let r = c.batch_request(NOW, &v4(), 9, out.isn, out.tsval).unwrap();
+        let mut memo = MacMemo::EMPTY;
+        memo.set(0, r, 12345);
+        c.set_memo(memo);
+        assert_eq!(c.validate(NOW, &v4(), 9, out.isn, out.tsval), Err(CookieReject::BadMac));
+        let other = c.issue(NOW, &v4(), 10, &syn);
+        assert!(c.validate(NOW, &v4(), 10, other.isn, other.tsval).is_ok());
+        c.set_memo(MacMemo::EMPTY);
+        assert!(c.validate(NOW, &v4(), 9, out.isn, out.tsval).is_ok());
+        // IPv6 is never batched.
+        assert!(c.batch_request(NOW, &v6(), 9, out.isn, out.tsval).is_none());
     }
 
     #[test]
@@ -695,7 +986,7 @@ mod tests {
     #[test]
     #[ignore]
     fn bench_issue_validate() {
-        let c = cookies();
+        let mut c = cookies();
         let n = 2_000_000u32;
         for (name, flow) in [("v4", v4()), ("v6", v6())] {
             for ts in [false, true] {

@@ -26,6 +26,7 @@
 //!
 //! The engine allocates nothing per frame, takes no locks and makes no syscalls.
 
+pub mod batch;
 pub mod config;
 pub mod cookie;
 pub mod counters;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 use rulespec::ast::Action;
 use rulespec::Compiled;
 
+pub use batch::{Job, MAX_BATCH};
 pub use config::{Advertise, EngineConfig, EngineError, Protected, SynMode};
 pub use verdict::{Direction, DropReason, Verdict};
 
@@ -116,6 +118,10 @@ pub struct Engine {
     /// Latest time seen (the clock never runs backwards inside the engine).
     now_ns: u64,
     frames: u32,
+    /// The probe stage 2 of a batch computed for the frame being judged (see [`batch`]).
+    frame_probe: Option<(flow::FlowKey, session::Probe)>,
+    /// Stages 1–3 of a batch; out of its place only during [`Engine::process_batch`].
+    scratch: Option<Box<batch::Scratch>>,
 }
 
 impl Engine {
@@ -143,6 +149,8 @@ impl Engine {
             counters: Counters::new(&[]),
             now_ns: 0,
             frames: 0,
+            frame_probe: None,
+            scratch: Some(batch::Scratch::new()),
         };
         e.apply_installed(cfg.policy.is_none());
         Ok(e)
@@ -263,6 +271,22 @@ impl Engine {
         frame: &mut FrameBuf<'_>,
         extra: &mut FrameBuf<'_>,
     ) -> Verdict {
+        frame.len = frame.len.min(frame.buf.len());
+        let mut d = Dissected::EMPTY;
+        let r = dissect_into(&frame.buf[..frame.len], &mut d);
+        self.judge_dissected(now_ns, dir, r.map(|()| &d), frame, extra)
+    }
+
+    /// Everything after the dissection, shared by [`Engine::process`] and the batch path.
+    #[inline]
+    fn judge_dissected(
+        &mut self,
+        now_ns: u64,
+        dir: Direction,
+        d: Result<&Dissected, DissectError>,
+        frame: &mut FrameBuf<'_>,
+        extra: &mut FrameBuf<'_>,
+    ) -> Verdict {
         if now_ns > self.now_ns {
             self.now_ns = now_ns;
         }
@@ -279,10 +303,8 @@ impl Engine {
             self.started_ns = Some(now);
         }
         self.frame_max_conns = None;
-        frame.len = frame.len.min(frame.buf.len());
-        let mut d = Dissected::EMPTY;
-        let (verdict, target) = match dissect_into(&frame.buf[..frame.len], &mut d) {
-            Ok(()) => self.judge(now, dir, &d, frame, extra),
+        let (verdict, target) = match d {
+            Ok(d) => self.judge(now, dir, d, frame, extra),
             Err(e) => (Verdict::Drop(dissect_reason(e)), None),
         };
         self.release_departed();
@@ -431,7 +453,7 @@ impl Engine {
     fn tracked_tcp(&mut self, now: u64, d: &Dissected) -> bool {
         d.proto == IPPROTO_TCP
             && d.frag == Frag::None
-            && self.table.lookup(&tcp::flow_key(d, Direction::Inbound), tick(now)).is_some()
+            && self.table.lookup_probe(&self.probe(&tcp::flow_key(d, Direction::Inbound)), tick(now)).is_some()
     }
 
     /// The service a dropped inbound TCP or UDP frame was aimed at, for per-target counters.

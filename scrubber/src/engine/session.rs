@@ -11,16 +11,17 @@
 //! * An entry is the 16-byte key plus the 32-byte [`Session`]: 48 bytes. With its tag a slot
 //!   costs [`SessionTable::BYTES_PER_SLOT`] = 50 bytes; 2²⁰ slots take 50 MiB, allocated once
 //!   by [`SessionTable::new`] and never again.
-//! * Keys: an IPv4 flow is stored exactly (client address, server address, client port,
-//!   server port, then four zero bytes). An IPv6 flow is stored as a 128-bit xxh3
+//! * Keys: an IPv4 flow is stored exactly, as one 128-bit number (client address, server
+//!   address, client port, server port, from the low bits up; the top 32 bits zero). An IPv6 flow is stored as a 128-bit xxh3
 //!   fingerprint of [`FlowKey::to_bytes`] seeded with the table's seed, with its top bit
 //!   forced to 1 — the marker that keeps it from ever equalling an IPv4 key, whose top byte is
 //!   0. Two IPv6 flows share a fingerprint with probability about 2⁻¹²⁷ per pair (for 2²⁰ live
 //!   flows, ≈ 2⁻⁸⁸ for the whole table): they would then share a session. That is the price
 //!   of 48-byte entries instead of 64; an attacker cannot aim at a collision without the seed,
 //!   and would gain no more than a (cookie-checked) spoofed connection can.
-//! * Placement is two-choice hashing: the key's hash (xxh3-128 of the IPv4 key bytes with the
-//!   seed; the fingerprint itself for IPv6) gives two candidate buckets and the tag. A new
+//! * Placement is two-choice hashing: the key's hash (for IPv4 two rounds of 64×64→128-bit
+//!   multiply-and-fold keyed by four words derived from the seed, computed in registers; the
+//!   fingerprint itself for IPv6) gives two candidate buckets and the tag. A new
 //!   key goes to the candidate bucket with more free slots (which keeps bucket loads far more
 //!   even than "first bucket first": no insert failed in simulation up to 95 % load). When
 //!   both are full and the table is less than 31/32 full, one resident entry of either bucket
@@ -38,6 +39,10 @@
 //! Closing-class entry (FinWait, Closing, Closed; oldest first), then an Embryonic one (oldest
 //! first), then — only when the new session is itself Established — the least recently seen
 //! Established entry. Otherwise the insert fails with [`TableFull`].
+//!
+//! A batch of lookups goes faster in three steps ([`SessionTable::probe`] to hash,
+//! [`SessionTable::prefetch_tags`], [`SessionTable::prefetch_entries`]) before the lookups
+//! ([`SessionTable::lookup_probe`]): see `engine::batch`.
 //!
 //! Every operation is O(1): at most two buckets (plus, in the cuckoo step, one bucket per
 //! resident entry of those two) are examined, and nothing is allocated.
@@ -223,8 +228,24 @@ impl Timeouts {
 const BUCKET: usize = 16;
 /// Largest capacity (slots): slot ids are 32-bit.
 const MAX_CAPACITY: usize = 1 << 31;
-/// Marker bit (top bit of byte 15) set in IPv6 fingerprints, clear in IPv4 keys.
-const V6_MARK: u8 = 0x80;
+/// Marker bit (the top bit) set in IPv6 fingerprints, clear in IPv4 keys.
+const V6_BIT: u128 = 1 << 127;
+
+/// Multiply, fold the 128-bit product.
+#[inline]
+fn mum(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// SplitMix64: the four mixing keys from the seed.
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// One bucket's tags: 0 = empty slot, else 16 bits of the key's hash (never 0).
 #[derive(Clone, Copy, Default)]
@@ -234,16 +255,27 @@ struct Tags([u16; BUCKET]);
 /// A slot's content: the stored key and the session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Entry {
-    key: [u8; 16],
+    key: u128,
     s: Session,
 }
 
 /// Where a key lives: its two candidate buckets and its tag.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Place {
     a: usize,
     b: usize,
     tag: u16,
+}
+
+/// A flow key in the table's terms — its stored form and place — computed once by
+/// [`SessionTable::probe`] (the hash is most of a probe's arithmetic) and used by
+/// [`SessionTable::lookup_probe`], [`SessionTable::insert_probe`] and the prefetches of a batch.
+/// It depends only on the key and the table's seed, never on what the table holds, so it stays
+/// valid across inserts, removals and sweeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    key: u128,
+    place: Place,
 }
 
 /// Bit `i` set when `t[i] == v`.
@@ -363,6 +395,8 @@ pub struct SessionTable {
     /// Slots − 1.
     slot_mask: usize,
     seed: u64,
+    /// Keys of the IPv4 flow hash, from the seed.
+    mix: [u64; 4],
     /// Idle timeouts per service index ([`Session::svc`] & 0x7f).
     timeouts: Box<[Timeouts; MAX_SERVICES]>,
     /// Live-connection slots of counted sessions that left the table, not yet drained.
@@ -417,6 +451,10 @@ impl SessionTable {
             bucket_mask: nb - 1,
             slot_mask: cap - 1,
             seed,
+            mix: {
+                let mut x = seed;
+                [splitmix(&mut x), splitmix(&mut x), splitmix(&mut x), splitmix(&mut x)]
+            },
             timeouts: Box::new([timeouts; MAX_SERVICES]),
             departed: Vec::with_capacity(DEPARTED_CAP),
             departed_lost: 0,
@@ -427,34 +465,33 @@ impl SessionTable {
         })
     }
 
-    /// The 16 bytes stored for a flow.
-    #[inline]
-    fn key_of(&self, k: &FlowKey) -> [u8; 16] {
-        let mut out = [0u8; 16];
+    /// The 16 bytes stored for a flow, as one number (kept in registers: built from the
+    /// addresses and ports with shifts, never through a byte buffer).
+    #[inline(always)]
+    fn key_of(&self, k: &FlowKey) -> u128 {
         if k.v6 {
             let (b, n) = k.to_bytes();
-            out = xxhash_rust::xxh3::xxh3_128_with_seed(&b[..n.min(36)], self.seed).to_le_bytes();
-            out[15] |= V6_MARK;
+            xxhash_rust::xxh3::xxh3_128_with_seed(&b[..n.min(36)], self.seed) | V6_BIT
         } else {
-            out[..4].copy_from_slice(&k.client_ip[..4]);
-            out[4..8].copy_from_slice(&k.server_ip[..4]);
-            out[8..10].copy_from_slice(&k.client_port.to_be_bytes());
-            out[10..12].copy_from_slice(&k.server_port.to_be_bytes());
+            let c = u32::from_be_bytes([k.client_ip[0], k.client_ip[1], k.client_ip[2], k.client_ip[3]]);
+            let s = u32::from_be_bytes([k.server_ip[0], k.server_ip[1], k.server_ip[2], k.server_ip[3]]);
+            u128::from(c) | u128::from(s) << 32 | u128::from(k.client_port) << 64 | u128::from(k.server_port) << 80
         }
-        out
     }
 
     /// Candidate buckets and tag of a stored key.
-    #[inline]
-    fn place(&self, key: &[u8; 16]) -> Place {
-        let h = if key[15] & V6_MARK != 0 {
+    #[inline(always)]
+    fn place(&self, key: u128) -> Place {
+        let (lo, hi) = if key & V6_BIT != 0 {
             // Already an xxh3 output: use its bits (not those of the marker) directly.
-            u128::from_le_bytes(*key)
+            (key as u64, (key >> 64) as u64)
         } else {
-            xxhash_rust::xxh3::xxh3_128_with_seed(key, self.seed)
+            // Two rounds of multiply-fold (as wyhash) keyed by the seed: a few cycles, all
+            // in registers.
+            let (l, h) = (key as u64, (key >> 64) as u64);
+            let x = mum(l ^ self.mix[0], h ^ self.mix[1]);
+            (x, mum(x ^ self.mix[2], l ^ self.mix[3]))
         };
-        let lo = h as u64;
-        let hi = (h >> 64) as u64;
         let a = lo as usize & self.bucket_mask;
         let mut b = hi as usize & self.bucket_mask;
         if b == a {
@@ -503,7 +540,7 @@ impl SessionTable {
 
     /// The slot holding `k` in its candidate buckets, if any.
     #[inline]
-    fn find(&self, k: &[u8; 16], p: Place) -> Option<usize> {
+    fn find(&self, k: &u128, p: Place) -> Option<usize> {
         for (n, bkt) in [p.a, p.b].into_iter().enumerate() {
             if n == 1 && bkt == p.a {
                 break;
@@ -526,9 +563,28 @@ impl SessionTable {
     /// does, through [`SessionTable::get_mut`].
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, now_tick: u32) -> Option<SlotId> {
+        let p = self.probe(key);
+        self.lookup_probe(&p, now_tick)
+    }
+
+    /// The stored form and place of `key` (see [`Probe`]).
+    #[inline]
+    pub fn probe(&self, key: &FlowKey) -> Probe {
         let k = self.key_of(key);
-        let p = self.place(&k);
-        let i = self.find(&k, p)?;
+        Probe { key: k, place: self.place(k) }
+    }
+
+    /// Whether `p` is the probe of the IPv4 key `key` (cheap: no hashing); always `false` for
+    /// an IPv6 key, whose stored form is a hash.
+    #[inline]
+    pub fn is_probe_of(&self, p: &Probe, key: &FlowKey) -> bool {
+        !key.v6 && self.key_of(key) == p.key
+    }
+
+    /// [`SessionTable::lookup`] of a probed key.
+    #[inline]
+    pub fn lookup_probe(&mut self, p: &Probe, now_tick: u32) -> Option<SlotId> {
+        let i = self.find(&p.key, p.place)?;
         if self.is_expired(&self.entries[i].s, now_tick) {
             self.free(i);
             self.stats.expired += 1;
@@ -551,7 +607,7 @@ impl SessionTable {
     }
 
     #[inline]
-    fn write(&mut self, i: usize, key: [u8; 16], tag: u16, s: Session) -> SlotId {
+    fn write(&mut self, i: usize, key: u128, tag: u16, s: Session) -> SlotId {
         self.entries[i] = Entry { key, s };
         self.set_tag(i, tag);
         self.stats.inserts += 1;
@@ -566,8 +622,13 @@ impl SessionTable {
     /// or move other entries, invalidating their [`SlotId`]s. Fails with [`TableFull`] (and
     /// counts [`TableStats::insert_failures`]) when no slot may be taken.
     pub fn insert(&mut self, key: &FlowKey, s: Session) -> Result<SlotId, TableFull> {
-        let k = self.key_of(key);
-        let p = self.place(&k);
+        let p = self.probe(key);
+        self.insert_probe(&p, s)
+    }
+
+    /// [`SessionTable::insert`] of a probed key.
+    pub fn insert_probe(&mut self, probe: &Probe, s: Session) -> Result<SlotId, TableFull> {
+        let (k, p) = (probe.key, probe.place);
         let now = s.last_seen;
         if let Some(i) = self.find(&k, p) {
             if self.is_expired(&self.entries[i].s, now) {
@@ -656,7 +717,7 @@ impl SessionTable {
             }
             for j in 0..BUCKET {
                 let i = bkt * BUCKET + j;
-                let q = self.place(&self.entries[i].key);
+                let q = self.place(self.entries[i].key);
                 let alt = if q.a == bkt { q.b } else { q.a };
                 if alt == bkt {
                     continue;
@@ -774,18 +835,44 @@ impl SessionTable {
         self.departed_lost
     }
 
-    /// Hint that `key` will be looked up soon (e.g. for the next frames of a batch): computes
-    /// its candidate buckets and reads their tag groups (one cache line each), so that the
-    /// later [`SessionTable::lookup`] finds them cached. Without `unsafe` there is no prefetch
-    /// instruction, so this is an ordinary load whose result is discarded (the CPU does not
-    /// wait for it); the entries themselves are not touched. The hash is computed again by
-    /// the lookup.
+    /// First prefetch of a batch: ask for the tag groups of `p`'s two candidate buckets (one
+    /// cache line each), which [`SessionTable::prefetch_entries`] will scan.
+    #[inline]
+    pub fn prefetch_tags(&self, p: &Probe) {
+        scrubber_intrin::prefetch_at(&self.tags, p.place.a);
+        scrubber_intrin::prefetch_at(&self.tags, p.place.b);
+    }
+
+    /// Second prefetch of a batch, once the tag groups have arrived: ask for the entries whose
+    /// tag matches `p`'s (both cache lines of a 48-byte entry that straddles two) — in
+    /// practice the one entry a lookup will compare, or none for an unknown flow.
+    /// Returns whether any tag matched (`false`: the key is certainly absent).
+    #[inline]
+    pub fn prefetch_entries(&self, p: &Probe) -> bool {
+        let mut any = false;
+        for (n, bkt) in [p.place.a, p.place.b].into_iter().enumerate() {
+            if n == 1 && bkt == p.place.a {
+                break;
+            }
+            let Some(t) = self.tags.get(bkt) else { break };
+            let mut m = match_mask(t, p.place.tag);
+            any |= m != 0;
+            while m != 0 {
+                let i = bkt * BUCKET + m.trailing_zeros() as usize;
+                m &= m - 1;
+                if let Some(e) = self.entries.get(i) {
+                    scrubber_intrin::prefetch(e);
+                    scrubber_intrin::prefetch(&e.s.ts_off);
+                }
+            }
+        }
+        any
+    }
+
+    /// Hint that `key` will be looked up soon: prefetch its candidate buckets' tag groups.
     #[inline]
     pub fn prefetch(&self, key: &FlowKey) {
-        let k = self.key_of(key);
-        let p = self.place(&k);
-        core::hint::black_box(self.tags[p.a].0[0]);
-        core::hint::black_box(self.tags[p.b].0[0]);
+        self.prefetch_tags(&self.probe(key));
     }
 }
 

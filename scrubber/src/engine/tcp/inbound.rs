@@ -23,7 +23,7 @@ impl Engine {
         }
         let key = flow_key(d, Direction::Inbound);
         let f = Flags::of(d.tcp.flags);
-        let found = self.table.lookup(&key, tk);
+        let found = self.table.lookup_probe(&self.probe(&key), tk);
         if f.syn && !f.ack {
             return self.inbound_syn(now, d, frame, &key, found, svc);
         }
@@ -128,7 +128,7 @@ impl Engine {
                     ..Session::default()
                 };
                 self.conn_count(&d.src, &mut s);
-                match self.table.insert(key, s) {
+                match self.table.insert_probe(&self.probe(key), s) {
                     Ok(_) => {
                         self.counters.sessions_tracked += 1;
                         Verdict::Forward

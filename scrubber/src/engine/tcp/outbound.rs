@@ -29,7 +29,7 @@ impl Engine {
         }
         let key = flow_key(d, Direction::Outbound);
         let f = Flags::of(d.tcp.flags);
-        let found = self.table.lookup(&key, tk);
+        let found = self.table.lookup_probe(&self.probe(&key), tk);
         if f.syn && !f.ack {
             return self.outbound_syn(tk, d, found, svc);
         }
@@ -77,7 +77,7 @@ impl Engine {
             next_s: seq + 1,
             ..Session::default()
         };
-        match self.table.insert(&flow_key(d, Direction::Outbound), s) {
+        match self.table.insert_probe(&self.probe(&flow_key(d, Direction::Outbound)), s) {
             Ok(_) => {
                 self.counters.sessions_outbound += 1;
                 Verdict::Forward

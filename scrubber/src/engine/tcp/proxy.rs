@@ -32,17 +32,19 @@ impl Engine {
         let adv = self.advertise(svc);
         let mss = self.advertised_mss(svc, d, &adv);
         let ts = o.timestamp.filter(|_| adv.timestamps);
+        // Without timestamps a cookie keeps no options but the MSS: the SYN-ACK offers none.
         let syn = SynOptions {
             mss: o.mss.unwrap_or(0),
             wscale: o.wscale,
             sack_permitted: o.sack_permitted && adv.sack,
             timestamps: ts.is_some(),
             ecn: fl & (tf::ECE | tf::CWR) == (tf::ECE | tf::CWR),
-        };
+        }
+        .carried();
         let issued = self.cookies.issue(now, key, seq, &syn);
         let mut opts = OptionsRepr {
             mss: Some(mss),
-            wscale: o.wscale.map(|_| adv.wscale),
+            wscale: syn.wscale.map(|_| adv.wscale),
             sack_permitted: syn.sack_permitted,
             ..OptionsRepr::default()
         };
@@ -145,7 +147,7 @@ impl Engine {
         };
         self.counters.cookies_validated += 1;
         self.conn_count(&d.src, &mut s);
-        if self.table.insert(key, s).is_err() {
+        if self.table.insert_probe(&self.probe(key), s).is_err() {
             return Some(Verdict::Drop(DropReason::SessionTableFull));
         }
         self.counters.sessions_proxied += 1;
@@ -219,7 +221,7 @@ impl Engine {
             ..Session::default()
         };
         self.conn_count(&d.src, &mut s);
-        match self.table.insert(key, s) {
+        match self.table.insert_probe(&self.probe(key), s) {
             Ok(_) => {
                 self.counters.sessions_picked_up += 1;
                 Some(Verdict::Forward)

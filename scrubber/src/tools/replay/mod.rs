@@ -40,8 +40,8 @@ mod pcap;
 mod summary;
 
 pub use crate::control::config::ReplayFiles;
-use crate::engine::{Direction, Engine, FrameBuf, Verdict};
-use pcap::{Input, Output, ReadError};
+use crate::engine::{Direction, Engine, Job, Verdict, MAX_BATCH};
+use pcap::{Input, Output, ReadError, Record};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use summary::Progress;
@@ -159,93 +159,124 @@ pub fn replay(engine: &mut Engine, opts: &ReplayFiles) -> Result<Summary, Replay
 
     let mut s = Summary::new(opts.input.display().to_string(), input.format(), engine);
 
-    let mut frame = vec![0u8; FRAME_BUF];
-    let mut extra = vec![0u8; FRAME_BUF];
-    let mut original = if drop.is_some() { vec![0u8; FRAME_BUF] } else { Vec::new() };
+    // Records are read and judged in batches (the engine's batch path, as on the wire); the
+    // outputs are written in capture order.
+    let mut frames: Vec<Vec<u8>> = (0..MAX_BATCH).map(|_| vec![0u8; FRAME_BUF]).collect();
+    let mut extras: Vec<Vec<u8>> = (0..MAX_BATCH).map(|_| vec![0u8; FRAME_BUF]).collect();
+    let mut originals: Vec<Vec<u8>> =
+        (0..if drop.is_some() { MAX_BATCH } else { 0 }).map(|_| vec![0u8; FRAME_BUF]).collect();
+    let mut meta: Vec<(Record, Direction, usize)> = Vec::with_capacity(MAX_BATCH);
     let mut progress = Progress::new(&opts.input);
     let (mut first_ts, mut last_ts) = (None::<u64>, 0u64);
     let mut stop: Option<(u64, u64, String)> = None;
 
-    loop {
-        let rec = match input.next(&mut frame) {
-            Ok(Some(rec)) => rec,
-            Ok(None) => break,
-            Err(ReadError::Stop { offset, detail }) => {
-                stop = Some((s.frames, offset, detail));
-                break;
+    let mut eof = false;
+    while !eof && stop.is_none() {
+        // Read a batch.
+        meta.clear();
+        while meta.len() < MAX_BATCH {
+            let k = meta.len();
+            let rec = match input.next(&mut frames[k]) {
+                Ok(Some(rec)) => rec,
+                Ok(None) => {
+                    eof = true;
+                    break;
+                }
+                Err(ReadError::Stop { offset, detail }) => {
+                    stop = Some((s.frames, offset, detail));
+                    break;
+                }
+                Err(ReadError::Fatal(e)) => return Err(e),
+            };
+            s.frames += 1;
+            first_ts.get_or_insert(rec.ts_ns);
+            last_ts = rec.ts_ns;
+            if rec.caplen > MAX_FRAME {
+                s.oversize_skipped += 1;
+                continue;
             }
-            Err(ReadError::Fatal(e)) => return Err(e),
-        };
-        s.frames += 1;
-        first_ts.get_or_insert(rec.ts_ns);
-        last_ts = rec.ts_ns;
-        if rec.caplen > MAX_FRAME {
-            s.oversize_skipped += 1;
+            let caplen = rec.caplen;
+            let wire_extra = (rec.orig_len as usize).saturating_sub(caplen);
+            if wire_extra > 0 {
+                s.snapped += 1;
+            }
+            let dir = match engine.classify(&frames[k][..caplen]) {
+                Some(d) => d,
+                None => {
+                    s.unclassified += 1;
+                    Direction::Inbound
+                }
+            };
+            match dir {
+                Direction::Inbound => s.inbound += 1,
+                Direction::Outbound => s.outbound += 1,
+            }
+            if let Some(o) = originals.get_mut(k) {
+                o[..caplen].copy_from_slice(&frames[k][..caplen]);
+            }
+            meta.push((rec, dir, wire_extra));
+        }
+        if meta.is_empty() {
             continue;
         }
-        let caplen = rec.caplen;
-        let wire_extra = (rec.orig_len as usize).saturating_sub(caplen);
-        if wire_extra > 0 {
-            s.snapped += 1;
-        }
-
-        let dir = match engine.classify(&frame[..caplen]) {
-            Some(d) => d,
-            None => {
-                s.unclassified += 1;
-                Direction::Inbound
+        // Judge it.
+        let mut verdicts = [Verdict::Forward; MAX_BATCH];
+        let mut lens = [(0usize, 0usize); MAX_BATCH];
+        {
+            let mut jobs: arrayvec::ArrayVec<Job<'_>, MAX_BATCH> = meta
+                .iter()
+                .zip(frames.iter_mut())
+                .zip(extras.iter_mut())
+                .map(|((m, f), x)| Job::new(m.0.ts_ns, m.1, f, m.0.caplen, x))
+                .collect();
+            engine.process_batch(&mut jobs);
+            for (k, j) in jobs.iter().enumerate() {
+                verdicts[k] = j.verdict;
+                lens[k] = (j.frame.len.min(FRAME_BUF), j.extra.len.min(FRAME_BUF));
             }
-        };
-        match dir {
-            Direction::Inbound => s.inbound += 1,
-            Direction::Outbound => s.outbound += 1,
         }
-        if drop.is_some() {
-            original[..caplen].copy_from_slice(&frame[..caplen]);
-        }
-
-        let mut fb = FrameBuf { buf: &mut frame, len: caplen };
-        let mut xb = FrameBuf { buf: &mut extra, len: 0 };
-        let verdict = engine.process(rec.ts_ns, dir, &mut fb, &mut xb);
-        let len = fb.len.min(FRAME_BUF);
-        let xlen = xb.len.min(FRAME_BUF);
-
-        match verdict {
-            Verdict::Forward | Verdict::ForwardWithReply => {
-                s.forwarded += 1;
-                match dir {
-                    Direction::Inbound => s.forwarded_inbound += 1,
-                    Direction::Outbound => s.forwarded_outbound += 1,
-                }
-                if let Some(o) = pass.as_mut() {
-                    o.write(rec.ts_ns, &frame[..len], len + wire_extra)?;
-                }
-                if verdict == Verdict::ForwardWithReply {
-                    s.forward_with_reply_verdicts += 1;
-                    s.replied += 1;
-                    if let Some(o) = answers.as_mut() {
-                        o.write(rec.ts_ns, &extra[..xlen], xlen)?;
+        // Write it.
+        for (k, &(rec, dir, wire_extra)) in meta.iter().enumerate() {
+            let (len, xlen) = lens[k];
+            let (frame, extra) = (&frames[k], &extras[k]);
+            let verdict = verdicts[k];
+            match verdict {
+                Verdict::Forward | Verdict::ForwardWithReply => {
+                    s.forwarded += 1;
+                    match dir {
+                        Direction::Inbound => s.forwarded_inbound += 1,
+                        Direction::Outbound => s.forwarded_outbound += 1,
+                    }
+                    if let Some(o) = pass.as_mut() {
+                        o.write(rec.ts_ns, &frame[..len], len + wire_extra)?;
+                    }
+                    if verdict == Verdict::ForwardWithReply {
+                        s.forward_with_reply_verdicts += 1;
+                        s.replied += 1;
+                        if let Some(o) = answers.as_mut() {
+                            o.write(rec.ts_ns, &extra[..xlen], xlen)?;
+                        }
                     }
                 }
-            }
-            Verdict::Reply | Verdict::ReplyTwice => {
-                s.reply_verdicts += 1;
-                s.replied += 1;
-                if let Some(o) = answers.as_mut() {
-                    o.write(rec.ts_ns, &frame[..len], len)?;
-                }
-                if verdict == Verdict::ReplyTwice {
+                Verdict::Reply | Verdict::ReplyTwice => {
+                    s.reply_verdicts += 1;
                     s.replied += 1;
                     if let Some(o) = answers.as_mut() {
-                        o.write(rec.ts_ns, &extra[..xlen], xlen)?;
+                        o.write(rec.ts_ns, &frame[..len], len)?;
+                    }
+                    if verdict == Verdict::ReplyTwice {
+                        s.replied += 1;
+                        if let Some(o) = answers.as_mut() {
+                            o.write(rec.ts_ns, &extra[..xlen], xlen)?;
+                        }
                     }
                 }
-            }
-            Verdict::Drop(reason) => {
-                s.dropped += 1;
-                s.dropped_by_reason.0[reason.index()] += 1;
-                if let Some(o) = drop.as_mut() {
-                    o.write(rec.ts_ns, &original[..caplen], rec.orig_len as usize)?;
+                Verdict::Drop(reason) => {
+                    s.dropped += 1;
+                    s.dropped_by_reason.0[reason.index()] += 1;
+                    if let (Some(o), Some(orig)) = (drop.as_mut(), originals.get(k)) {
+                        o.write(rec.ts_ns, &orig[..rec.caplen], rec.orig_len as usize)?;
+                    }
                 }
             }
         }

@@ -13,6 +13,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// One packet record, its data copied into the caller's buffer (`min(caplen, buf.len())` bytes).
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Record {
     pub(crate) ts_ns: u64,
     pub(crate) caplen: usize,
