@@ -12,7 +12,7 @@ use scrubber::engine::{Engine, EngineConfig, FrameBuf, Job, Protected, SynMode, 
 use scrubber::wire::builder::TcpFrame;
 use scrubber::wire::tcp::flags as tf;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 const T0: u64 = 1_767_225_600 * 1_000_000_000;
@@ -81,6 +81,8 @@ struct Bench {
     extras: Vec<Vec<u8>>,
     /// Judge one frame at a time (`Engine::process`) instead of batches.
     single: bool,
+    /// Threads measuring side by side wait here before each measurement.
+    sync: Option<Arc<Barrier>>,
 }
 
 /// The realistic policy of the "with policy" figure: a 100,000-prefix country-sized blocklist,
@@ -151,6 +153,7 @@ impl Bench {
             bufs: vec![vec![0; 2048]; MAX_BATCH],
             extras: vec![vec![0; 2048]; MAX_BATCH],
             single: false,
+            sync: None,
         }
     }
 
@@ -234,6 +237,9 @@ impl Bench {
             let v = self.process(dir, f);
             assert_eq!(v, expect, "{path}: unexpected verdict");
         }
+        if let Some(b) = &self.sync {
+            b.wait();
+        }
         let mut n = 0u64;
         let start = Instant::now();
         'outer: loop {
@@ -266,6 +272,7 @@ pub fn run(
     budget: Duration,
     only: &[String],
     single: bool,
+    sync: Option<Arc<Barrier>>,
     progress: &mut dyn FnMut(&str),
 ) -> Report {
     let budget_of =
@@ -279,6 +286,7 @@ pub fn run(
         let capacity = ((k + fresh) * 5 / 4).next_power_of_two();
         let mut b = Bench::new(capacity);
         b.single = single;
+        b.sync = sync.clone();
         progress(&format!("opening {k} sessions through real cookie handshakes (table {capacity} slots)"));
         let mut data = Vec::with_capacity(k.min(65536));
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -328,6 +336,7 @@ pub fn run(
             progress("compiling the realistic policy (100,000-prefix blocklist, 10 rules)");
             let mut p = Bench::with_policy(1 << 16, Some(realistic_policy()));
             p.single = single;
+            p.sync = sync.clone();
             progress("measuring untracked ACK-PSH drop with the policy");
             figures.push(p.measure(
                 "ack_psh_drop_policy",
@@ -341,6 +350,7 @@ pub fn run(
             progress("measuring untracked ACK-PSH drop without a policy, 0 sessions (same table size)");
             let mut q = Bench::new(1 << 16);
             q.single = single;
+            q.sync = sync.clone();
             figures.push(q.measure(
                 "ack_psh_drop_nopolicy",
                 0,
@@ -383,6 +393,9 @@ pub fn run(
         }
         let acks: Vec<Vec<u8>> = (0..fresh).map(|i| b.cookie_ack(k + i).build()).collect();
         progress("measuring valid cookie ACK → session");
+        if let Some(s) = &sync {
+            s.wait();
+        }
         let start = Instant::now();
         if single {
             for f in &acks {
@@ -409,4 +422,45 @@ pub fn run(
         });
     }
     Report { figures, bytes_per_slot, table_bytes }
+}
+
+/// Run the benchmark in `threads` threads at once, thread *i* pinned to `cores[i]` (if given),
+/// each with its own engine, table and frames (as the data plane's workers); the figures of
+/// each path are summed over the threads.
+pub fn run_parallel(
+    threads: usize,
+    cores: &[usize],
+    populations: &[usize],
+    budget: Duration,
+    only: &[String],
+    single: bool,
+) -> Report {
+    let sync = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let (sync, pops, only, core) = (sync.clone(), populations.to_vec(), only.to_vec(), cores.get(i).copied());
+            std::thread::spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                }
+                run(&pops, budget, &only, single, Some(sync), &mut |m| {
+                    if i == 0 {
+                        eprintln!("… [{threads} threads] {m}");
+                    }
+                })
+            })
+        })
+        .collect();
+    let mut reports: Vec<Report> = handles.into_iter().map(|h| h.join().expect("bench thread")).collect();
+    let mut total = reports.remove(0);
+    for r in reports {
+        for (t, f) in total.figures.iter_mut().zip(r.figures) {
+            t.mpps += f.mpps;
+            t.frames += f.frames;
+        }
+    }
+    for f in &mut total.figures {
+        f.ns_per_frame = if f.mpps > 0.0 { 1e3 / f.mpps } else { 0.0 };
+    }
+    total
 }

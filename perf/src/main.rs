@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 
+mod cookie_bench;
 mod engine_bench;
 mod policy_bench;
 mod wire_bench;
@@ -41,7 +42,14 @@ enum Cmd {
         /// (`Engine::process_batch`, what `scrubber run` and `replay` use).
         #[arg(long)]
         single: bool,
+        /// Also measure N engines in N threads at once (one per core from 0, each with its
+        /// own table and frames, as the workers), and print their sum next to one thread.
+        #[arg(long)]
+        threads: Option<usize>,
     },
+    /// How often forged ACKs validate as SYN cookies (10⁹ random ACKs per kind by default),
+    /// against the design's odds, and how fast they are checked.
+    Cookies(cookie_bench::Args),
     /// Rule-policy compile time, table memory, LPM lookups/s and judge() calls/s for synthetic
     /// country-sized prefix lists in a 10-rule policy.
     Policy(policy_bench::Args),
@@ -53,7 +61,7 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Engine { json, sessions, ms, core, paths, single } => {
+        Cmd::Engine { json, sessions, ms, core, paths, single, threads } => {
             if sessions.is_empty() || sessions.iter().any(|&s| s > 8_000_000) {
                 bail!("--sessions takes populations between 0 and 8000000");
             }
@@ -63,8 +71,49 @@ fn main() -> Result<()> {
             if cfg!(debug_assertions) {
                 eprintln!("warning: this is a debug build; run with `cargo run --release -p scrubber-perf -- engine`");
             }
-            let report =
-                engine_bench::run(&sessions, Duration::from_millis(ms), &paths, single, &mut |m| eprintln!("… {m}"));
+            if let Some(t) = threads {
+                if t < 2 {
+                    bail!("--threads takes 2 or more");
+                }
+                let cores: Vec<usize> = (0..t).collect();
+                let d = Duration::from_millis(ms);
+                let one = engine_bench::run_parallel(1, &cores[..1], &sessions, d, &paths, single);
+                let many = engine_bench::run_parallel(t, &cores, &sessions, d, &paths, single);
+                let rows = one.figures.iter().zip(&many.figures).filter(|(a, _)| a.frames > 0);
+                if json {
+                    for (a, b) in rows {
+                        let r = |x: f64| (x * 100.0).round() / 100.0;
+                        println!(
+                            "{}",
+                            serde_json::json!({"path": a.path, "sessions": a.sessions, "threads": t,
+                                "mpps_1": r(a.mpps), "mpps": r(b.mpps), "ratio": r(b.mpps / a.mpps)})
+                        );
+                    }
+                } else {
+                    println!(
+                        "{:<22} {:>10} {:>12} {:>12} {:>8}",
+                        "path",
+                        "sessions",
+                        "1 thread",
+                        format!("{t} threads"),
+                        "ratio"
+                    );
+                    for (a, b) in rows {
+                        println!(
+                            "{:<22} {:>10} {:>12.2} {:>12.2} {:>8.2}",
+                            a.path,
+                            a.sessions,
+                            a.mpps,
+                            b.mpps,
+                            b.mpps / a.mpps
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            let report = engine_bench::run(&sessions, Duration::from_millis(ms), &paths, single, None, &mut |m| {
+                eprintln!("… {m}")
+            });
             if json {
                 for f in report.figures.iter().filter(|f| f.frames > 0) {
                     println!(
@@ -89,6 +138,28 @@ fn main() -> Result<()> {
                         "table: {k} live sessions in {cap} slots, {:.1} MiB, {} bytes per slot",
                         *bytes as f64 / (1 << 20) as f64,
                         report.bytes_per_slot
+                    );
+                }
+            }
+        }
+        Cmd::Cookies(args) => {
+            if let Some(c) = args.core {
+                pin(c).with_context(|| format!("pinning to core {c}"))?;
+            }
+            let rows = cookie_bench::run(&args, &mut |m| eprintln!("… {m}"));
+            if args.json {
+                for r in &rows {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                println!(
+                    "{:<18} {:>14} {:>9} {:>14} {:>14} {:>10}",
+                    "kind", "forged ACKs", "accepted", "per 10^9", "expected/10^9", "M/s"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<18} {:>14} {:>9} {:>14.3} {:>14.4} {:>10.1}",
+                        r.kind, r.acks, r.accepted, r.per_billion, r.expected_per_billion, r.million_per_second
                     );
                 }
             }

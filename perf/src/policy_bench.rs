@@ -53,8 +53,8 @@ pub struct Figure {
     pub judge_mcalls: f64,
     pub classes: usize,
     pub lpm4_nodes: usize,
-    pub lpm6_lengths: usize,
-    pub lpm6_max_probes: usize,
+    pub lpm6_nodes: usize,
+    pub lpm6_depth: usize,
 }
 
 /// xorshift64*: deterministic, good enough for synthetic lists.
@@ -251,8 +251,8 @@ pub fn run(sizes: &[usize], progress: &mut dyn FnMut(&str)) -> Result<Vec<Figure
             judge_mcalls: judge,
             classes: st.classes,
             lpm4_nodes: st.lpm4_nodes,
-            lpm6_lengths: st.lpm6_lengths,
-            lpm6_max_probes: st.lpm6_max_probes,
+            lpm6_nodes: st.lpm6_nodes,
+            lpm6_depth: st.lpm6_depth,
         });
         drop(c);
     }
@@ -297,11 +297,11 @@ pub fn main(args: &Args) -> Result<()> {
         "judge M/s",
         "classes",
         "v4 nodes",
-        "v6 probes"
+        "v6 nodes/depth"
     );
     for f in &figures {
         println!(
-            "{:>9} {:>8} {:>8} {:>11.1} {:>8.1} {:>9.1} {:>9.1} {:>10.1} {:>8} {:>8} {:>5}/{:<3}",
+            "{:>9} {:>8} {:>8} {:>11.1} {:>8.1} {:>9.1} {:>9.1} {:>10.1} {:>8} {:>8} {:>8}/{:<3}",
             f.prefixes,
             f.v4,
             f.v6,
@@ -312,10 +312,10 @@ pub fn main(args: &Args) -> Result<()> {
             f.judge_mcalls,
             f.classes,
             f.lpm4_nodes,
-            f.lpm6_max_probes,
-            f.lpm6_lengths
+            f.lpm6_nodes,
+            f.lpm6_depth
         );
     }
-    println!("\nv6 probes: most hash tables one IPv6 lookup can probe / distinct IPv6 prefix lengths above /16");
+    println!("\nv6 nodes/depth: IPv6 trie nodes below the /16 table / most nodes one lookup visits");
     Ok(())
 }

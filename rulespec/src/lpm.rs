@@ -13,22 +13,17 @@
 //!   shorter ones. Memory: 256 KiB + 1 KiB per /16 holding a prefix longer than /16 + 1 KiB per
 //!   /24 holding a prefix longer than /24 (at most 64 MiB of level-2 nodes for prefixes up to
 //!   /24; each /25–/32 in a new /24 costs another 1 KiB).
-//! * **IPv6: a direct /16 table plus one open-addressing hash table per prefix length,
-//!   searched by binary search on lengths.** Prefixes up to /16 are expanded into a root array
-//!   of 65 536 values. Longer prefixes go into one hash table per length (key: the masked
-//!   address, xxh3 hash, linear probing, load factor at most 3/4, 24-byte slots). Per /16 a
-//!   128-bit mask records which lengths have a prefix under that /16. A lookup binary-searches
-//!   those lengths (Waldvogel et al., "Scalable high speed IP routing lookups", 1997): probe the
-//!   median length; on a hit go longer, on a miss go shorter. *Markers* make this exact: for
-//!   each prefix, every shorter length on its search path holds an entry for the prefix's first
-//!   bits, carrying the value of the longest real prefix covering it. A lookup costs at most
-//!   ⌊log₂ k⌋ + 1 hash probes, `k` being the number of distinct lengths under the address's
-//!   /16 (at most 112, so at most 7 probes), never more with more prefixes. Memory: 1.25 MiB
-//!   of root arrays + 24–64 bytes per slot, one slot per prefix longer than /16 or marker (at
-//!   most ⌊log₂ k⌋ markers per prefix, shared between prefixes with the same first bits). 1 M
-//!   /48s of one length need no markers: 48 MiB.
-
-use xxhash_rust::xxh3::xxh3_64;
+//! * **IPv6: a direct /16 table plus a Poptrie** (Asai & Ohara, SIGCOMM 2015). Prefixes up to
+//!   /16 are expanded into a root array of 65 536 entries; an entry is a value or the index of a
+//!   node for the next bits. Below, a compressed multibit trie of 6-bit strides: a node is 24
+//!   bytes — a 64-bit `vector` marking which of its 64 slots lead to children, a 64-bit
+//!   `leafvec` marking where runs of equal leaf values start, and the bases of its children and
+//!   of its leaf values, each stored contiguously — so a step is one node load, a shift and a
+//!   population count, and a lookup ends at the first slot no longer prefix lies under. At most
+//!   19 levels for /128s; 6 for prefixes up to /52. Prefixes are expanded within their node
+//!   (controlled prefix expansion), shortest first. The previous design (a hash table per
+//!   length, binary search on lengths) made up to 7 dependent hash probes per lookup: 2–4 M
+//!   lookups/s at a million prefixes; see README for this one's figures.
 
 /// Entry tag: the rest of the entry is a child-node index.
 const CHILD: u32 = 1 << 31;
@@ -235,6 +230,18 @@ impl Lpm4 {
         scrubber_intrin::prefetch_at(&self.root, (addr >> 16) as usize);
     }
 
+    /// Second step, once the root entry has arrived: ask for the node entry a lookup of `addr`
+    /// reads next, if there is one.
+    #[inline]
+    pub fn prefetch_node(&self, addr: u32) {
+        let e = self.root.get((addr >> 16) as usize).copied().unwrap_or(0);
+        if e & CHILD != 0 {
+            if let Some(n) = self.nodes.get((e & !CHILD) as usize) {
+                scrubber_intrin::prefetch_at(n, ((addr >> 8) & 0xff) as usize);
+            }
+        }
+    }
+
     /// Number of prefixes given to [`build`](Self::build).
     pub fn prefixes(&self) -> usize {
         self.prefixes
@@ -251,152 +258,129 @@ impl Lpm4 {
     }
 }
 
-/// One slot of a per-length IPv6 hash table. `val` has [`CHILD`] set when occupied.
-#[derive(Clone, Copy, Default)]
-struct Slot {
-    hi: u64,
-    lo: u64,
-    val: u32,
+/// Bits per level of the IPv6 trie below the direct /16 table.
+const STRIDE: u32 = 6;
+
+/// One internal node of the IPv6 trie (Poptrie): 64 slots for the next 6 address bits.
+/// `vector` bit `i` set: slot `i` leads to a child node, the `rank`-th of the node's children,
+/// stored contiguously from `base1` (`rank` = set bits of `vector` below `i`). Otherwise slot
+/// `i` is a leaf: the leaf values of a node are stored from `base0`, one per run of equal
+/// values among its leaf slots; `leafvec` has a bit at the first slot of each run, so slot `i`'s
+/// value is the `(set bits of leafvec up to and including i) - 1`-th.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct Node6 {
+    vector: u64,
+    leafvec: u64,
+    base0: u32,
+    base1: u32,
 }
 
-/// Open-addressing table of the prefixes of one length.
-#[derive(Clone, Default)]
-struct Table6 {
-    slots: Vec<Slot>,
-    mask: usize,
-}
-
-#[inline]
-fn hash6(key: u128) -> u64 {
-    xxh3_64(&key.to_be_bytes())
-}
-
-impl Table6 {
-    fn with_entries(n: usize) -> Self {
-        // Load factor at most 3/4.
-        let cap = (n + n / 3 + 1).next_power_of_two().max(8);
-        Self { slots: vec![Slot::default(); cap], mask: cap - 1 }
-    }
-
-    /// Insert or overwrite.
-    fn insert(&mut self, key: u128, v: u32) {
-        let (hi, lo) = ((key >> 64) as u64, key as u64);
-        let mut i = hash6(key) as usize & self.mask;
-        loop {
-            let s = &mut self.slots[i];
-            if s.val & CHILD == 0 || (s.hi == hi && s.lo == lo) {
-                *s = Slot { hi, lo, val: v | CHILD };
-                return;
-            }
-            i = (i + 1) & self.mask;
-        }
-    }
-
-    #[inline]
-    fn get(&self, key: u128) -> Option<u32> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let (hi, lo) = ((key >> 64) as u64, key as u64);
-        let mut i = hash6(key) as usize & self.mask;
-        // The table always has an empty slot (load factor below 1), so this ends; the bound
-        // only guards against a broken invariant.
-        for _ in 0..self.slots.len() {
-            let s = self.slots.get(i)?;
-            if s.val & CHILD == 0 {
-                return None;
-            }
-            if s.hi == hi && s.lo == lo {
-                return Some(s.val & !CHILD);
-            }
-            i = (i + 1) & self.mask;
-        }
-        None
-    }
-}
-
-/// Bits above `bit` (exclusive).
-#[inline]
-fn above(bit: u32) -> u128 {
-    if bit >= 127 {
-        0
-    } else {
-        !((2u128 << bit) - 1)
-    }
-}
-
-/// Bits below `bit` (exclusive).
-#[inline]
-fn below(bit: u32) -> u128 {
-    (1u128 << bit) - 1
-}
-
-/// The `k`-th set bit of `x` (0-based, from the least significant).
-#[inline]
-fn select64(mut x: u64, k: u32) -> u32 {
-    for _ in 0..k {
-        x &= x.wrapping_sub(1);
-    }
-    x.trailing_zeros()
-}
-
-/// The median set bit of a non-empty length mask: the length a binary search probes first.
-#[inline]
-fn pick(m: u128) -> u32 {
-    let k = m.count_ones() / 2;
-    let lo = m as u64;
-    let c = lo.count_ones();
-    if k < c {
-        select64(lo, k)
-    } else {
-        64 + select64((m >> 64) as u64, k - c)
-    }
-}
-
-/// Probes of a binary search over `k` lengths: ⌊log₂ k⌋ + 1.
-fn probes_for(k: u32) -> usize {
-    if k == 0 {
-        0
-    } else {
-        (32 - k.leading_zeros()) as usize
-    }
-}
-
-/// IPv6 longest-prefix match: a /16 root table plus one hash table per prefix length longer
-/// than /16, searched by binary search on the lengths present under the address's /16. See the
-/// module docs.
+/// IPv6 longest-prefix match: a Poptrie (Asai & Ohara, "Poptrie: a compressed trie with
+/// population count for fast and scalable software IP routing table lookup", SIGCOMM 2015).
+/// See the module docs.
 #[derive(Clone)]
 pub struct Lpm6 {
-    /// Values of prefixes up to /16, expanded.
+    /// Per /16: the value of the longest prefix up to /16 covering it, or [`CHILD`] | the
+    /// index of the node for the next bits.
     root: Box<[u32]>,
-    /// Per /16: bit `len - 1` set when a prefix of length `len` (17–128) lies under it.
-    lens: Box<[u128]>,
-    /// Index = prefix length (0–128); only lengths 17–128 are used. Entries are prefixes (their
-    /// value) and markers (the value of the longest prefix covering the marker).
-    tables: Vec<Table6>,
+    nodes: Vec<Node6>,
+    leaves: Vec<u32>,
     prefixes: usize,
-    markers: usize,
+    depth: usize,
 }
 
 impl std::fmt::Debug for Lpm6 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lpm6")
             .field("prefixes", &self.prefixes)
-            .field("markers", &self.markers)
-            .field("lengths", &self.lengths())
-            .field("slots", &self.slots())
+            .field("nodes", &self.nodes.len())
+            .field("leaves", &self.leaves.len())
+            .field("depth", &self.depth)
             .finish()
     }
 }
 
 impl Default for Lpm6 {
     fn default() -> Self {
-        Self {
-            root: vec![0; ROOT].into_boxed_slice(),
-            lens: vec![0; ROOT].into_boxed_slice(),
-            tables: vec![Table6::default(); 129],
-            prefixes: 0,
-            markers: 0,
+        Self { root: vec![0; ROOT].into_boxed_slice(), nodes: Vec::new(), leaves: Vec::new(), prefixes: 0, depth: 0 }
+    }
+}
+
+/// The 6 bits of `addr` after the first `p` (zeros beyond bit 128).
+#[inline(always)]
+fn slot_at(addr: u128, p: u32) -> u32 {
+    ((addr << p) >> (128 - STRIDE)) as u32
+}
+
+/// Build-time state of [`Lpm6::build`].
+struct Builder6<'a> {
+    /// (masked address, length, value) of the prefixes longer than /16, sorted by address then
+    /// length, one per distinct prefix.
+    items: &'a [(u128, u8, u32)],
+    nodes: Vec<Node6>,
+    leaves: Vec<u32>,
+    depth: usize,
+}
+
+impl Builder6<'_> {
+    /// Fill node `at` for the prefixes of `items[range]` longer than `p` bits (all sharing their
+    /// first `p` bits; shorter ones in the range belong to ancestors and are skipped), under the
+    /// value `inherited` of the longest shorter prefix.
+    fn fill(&mut self, at: usize, p: u32, range: std::ops::Range<usize>, inherited: u32, level: usize) {
+        self.depth = self.depth.max(level);
+        let items = &self.items[range.clone()];
+        let mut slots = [inherited; 64];
+        // Prefixes ending within this node's 6 bits, shortest first so longer ones win.
+        let mut ending: Vec<(u8, u128, u32)> = items
+            .iter()
+            .filter(|e| u32::from(e.1) > p && u32::from(e.1) <= p + STRIDE)
+            .map(|&(a, l, v)| (l, a, v))
+            .collect();
+        ending.sort_by_key(|e| e.0);
+        for (len, a, v) in ending {
+            let span = 1usize << (p + STRIDE - u32::from(len));
+            let first = slot_at(a, p) as usize & !(span - 1);
+            for s in &mut slots[first..first + span] {
+                *s = v;
+            }
+        }
+        // Slots under which longer prefixes lie become children. Those prefixes, in address
+        // order, come in one run per slot: the child gets the range from the run's first to its
+        // last (shorter prefixes sorted in between are skipped by it).
+        let mut groups: Vec<(u32, std::ops::Range<usize>)> = Vec::new();
+        for (i, e) in items.iter().enumerate() {
+            if u32::from(e.1) <= p + STRIDE {
+                continue;
+            }
+            let s = slot_at(e.0, p);
+            match groups.last_mut() {
+                Some((gs, r)) if *gs == s => r.end = range.start + i + 1,
+                _ => groups.push((s, range.start + i..range.start + i + 1)),
+            }
+        }
+        let mut vector = 0u64;
+        for (s, _) in &groups {
+            vector |= 1u64 << s;
+        }
+        let mut leafvec = 0u64;
+        let base0 = self.leaves.len() as u32;
+        let mut prev: Option<u32> = None;
+        for (i, &v) in slots.iter().enumerate() {
+            if vector >> i & 1 == 1 {
+                continue;
+            }
+            if prev != Some(v) {
+                leafvec |= 1u64 << i;
+                self.leaves.push(v);
+                prev = Some(v);
+            }
+        }
+        let base1 = self.nodes.len() as u32;
+        self.nodes.resize(self.nodes.len() + groups.len(), Node6::default());
+        self.nodes[at] = Node6 { vector, leafvec, base0, base1 };
+        for (k, (s, r)) in groups.into_iter().enumerate() {
+            self.fill(base1 as usize + k, p + STRIDE, r, slots[s as usize], level + 1);
         }
     }
 }
@@ -423,110 +407,68 @@ impl Lpm6 {
             }
         }
 
-        // Longer prefixes, masked, deduplicated (the later of two equal prefixes wins).
-        let mut long: Vec<(u8, u128, u32, usize)> = entries
+        // Longer prefixes, masked, by address then length, deduplicated (the later of two
+        // equal prefixes wins).
+        let mut long: Vec<(u128, u8, u32, usize)> = entries
             .iter()
             .enumerate()
             .filter(|(_, e)| e.1 > 16)
-            .map(|(i, &(a, len, v))| (len, mask6(a, u32::from(len)), v, i))
+            .map(|(i, &(a, len, v))| (mask6(a, u32::from(len)), len, v, i))
             .collect();
         long.sort_unstable_by_key(|x| (x.0, x.1, std::cmp::Reverse(x.3)));
         long.dedup_by(|later, first| later.0 == first.0 && later.1 == first.1);
-        for &(len, key, _, _) in &long {
-            t.lens[(key >> 112) as usize] |= 1u128 << (len - 1);
-        }
+        let items: Vec<(u128, u8, u32)> = long.into_iter().map(|(a, l, v, _)| (a, l, v)).collect();
 
-        // Markers: on the binary-search path of each prefix, every shorter length probed gets
-        // an entry for the prefix's first bits, so that the search turns towards longer lengths
-        // there. A marker holds the value of the longest real prefix covering it.
-        let mut markers: Vec<(u8, u128)> = Vec::new();
-        for &(len, key, _, _) in &long {
-            let mut m = t.lens[(key >> 112) as usize];
-            while m != 0 {
-                let bit = pick(m);
-                let l = bit + 1;
-                match l.cmp(&u32::from(len)) {
-                    std::cmp::Ordering::Equal => break,
-                    std::cmp::Ordering::Less => {
-                        markers.push((l as u8, mask6(key, l)));
-                        m &= above(bit);
-                    }
-                    std::cmp::Ordering::Greater => m &= below(bit),
-                }
+        // One node per /16 holding longer prefixes, under the /16's own value.
+        let mut b = Builder6 { items: &items, nodes: Vec::new(), leaves: Vec::new(), depth: 0 };
+        let mut i = 0;
+        while i < items.len() {
+            let hi = (items[i].0 >> 112) as usize;
+            let start = i;
+            while i < items.len() && (items[i].0 >> 112) as usize == hi {
+                i += 1;
             }
-        }
-        markers.sort_unstable();
-        markers.dedup();
-
-        // Real prefixes first, in tables sized for prefixes and markers.
-        let mut per_len = [0usize; 129];
-        for &(len, ..) in &long {
-            per_len[len as usize] += 1;
-        }
-        for &(len, _) in &markers {
-            per_len[len as usize] += 1;
-        }
-        for (len, &n) in per_len.iter().enumerate().skip(17) {
-            if n > 0 {
-                t.tables[len] = Table6::with_entries(n);
+            let at = b.nodes.len();
+            if at as u32 >= CHILD {
+                return Err(LpmError::TooManyNodes(at));
             }
+            b.nodes.push(Node6::default());
+            let inherited = t.root[hi];
+            b.fill(at, 16, start..i, inherited, 1);
+            t.root[hi] = CHILD | at as u32;
         }
-        for &(len, key, v, _) in &long {
-            t.tables[len as usize].insert(key, v);
+        if b.nodes.len() as u64 >= u64::from(CHILD) || b.leaves.len() as u64 >= u64::from(u32::MAX) {
+            return Err(LpmError::TooManyNodes(b.nodes.len()));
         }
-        // Marker values, from the real prefixes only (computed before any marker is stored).
-        let values: Vec<Option<u32>> = markers
-            .iter()
-            .map(|&(len, key)| {
-                if t.tables[len as usize].get(key).is_some() {
-                    None // a real prefix already stands there
-                } else {
-                    Some(t.covering(key, u32::from(len)))
-                }
-            })
-            .collect();
-        for (&(len, key), v) in markers.iter().zip(values) {
-            if let Some(v) = v {
-                t.tables[len as usize].insert(key, v);
-                t.markers += 1;
-            }
-        }
+        t.depth = b.depth;
+        t.nodes = b.nodes;
+        t.leaves = b.leaves;
+        t.nodes.shrink_to_fit();
+        t.leaves.shrink_to_fit();
         Ok(t)
-    }
-
-    /// Build-time: the value of the longest real prefix of length at most `len` covering
-    /// `addr`, by probing every length longest first. Only valid before markers are stored.
-    fn covering(&self, addr: u128, len: u32) -> u32 {
-        let hi = (addr >> 112) as usize;
-        let mut m = self.lens[hi] & (below(len - 1) | (1u128 << (len - 1)));
-        while m != 0 {
-            let bit = 127 - m.leading_zeros();
-            if let Some(v) = self.tables[bit as usize + 1].get(mask6(addr, bit + 1)) {
-                return v;
-            }
-            m &= !(1u128 << bit);
-        }
-        self.root[hi]
     }
 
     /// The value of the longest prefix covering `addr`, or 0.
     #[inline]
     pub fn lookup(&self, addr: u128) -> u32 {
-        let hi = (addr >> 112) as usize;
-        let mut best = self.root.get(hi).copied().unwrap_or(0);
-        let mut m = self.lens.get(hi).copied().unwrap_or(0);
-        while m != 0 {
-            let bit = pick(m);
-            let len = bit + 1;
-            match self.tables.get(len as usize).and_then(|t| t.get(mask6(addr, len))) {
-                Some(v) => {
-                    best = v;
-                    m &= above(bit);
-                }
-                None => m &= below(bit),
+        let e = self.root.get((addr >> 112) as usize).copied().unwrap_or(0);
+        if e & CHILD == 0 {
+            return e;
+        }
+        let mut at = (e & !CHILD) as usize;
+        let mut p = 16;
+        while p < 128 {
+            let Some(n) = self.nodes.get(at) else { return 0 };
+            let bit = 1u64 << slot_at(addr, p);
+            if n.vector & bit != 0 {
+                at = n.base1 as usize + (n.vector & (bit - 1)).count_ones() as usize;
+                p += STRIDE;
+            } else {
+                let run = (n.leafvec & (bit | (bit - 1))).count_ones() as usize;
+                return self.leaves.get(n.base0 as usize + run.saturating_sub(1)).copied().unwrap_or(0);
             }
         }
-        best
+        0
     }
 
     /// The value of the longest prefix covering the address in network byte order.
@@ -535,12 +477,22 @@ impl Lpm6 {
         self.lookup(u128::from_be_bytes(*addr))
     }
 
-    /// Ask for the root lines a lookup of `addr` (network byte order) reads first.
+    /// Ask for the root entry and the first node a lookup of `addr` (network byte order)
+    /// reads (a prefetch, e.g. a batch ahead of the lookups).
     #[inline]
     pub fn prefetch_bytes(&self, addr: &[u8; 16]) {
         let hi = usize::from(u16::from_be_bytes([addr[0], addr[1]]));
         scrubber_intrin::prefetch_at(&self.root, hi);
-        scrubber_intrin::prefetch_at(&self.lens, hi);
+    }
+
+    /// Second step, once the root entry has arrived: ask for the first node, if any.
+    #[inline]
+    pub fn prefetch_node_bytes(&self, addr: &[u8; 16]) {
+        let hi = usize::from(u16::from_be_bytes([addr[0], addr[1]]));
+        let e = self.root.get(hi).copied().unwrap_or(0);
+        if e & CHILD != 0 {
+            scrubber_intrin::prefetch_at(&self.nodes, (e & !CHILD) as usize);
+        }
     }
 
     /// Number of prefixes given to [`build`](Self::build).
@@ -548,33 +500,24 @@ impl Lpm6 {
         self.prefixes
     }
 
-    /// Number of marker entries added for the binary search.
-    pub fn markers(&self) -> usize {
-        self.markers
+    /// Internal nodes below the /16 table.
+    pub fn nodes(&self) -> usize {
+        self.nodes.len()
     }
 
-    /// Number of distinct prefix lengths longer than /16 (one hash table each).
-    pub fn lengths(&self) -> usize {
-        self.tables.iter().filter(|t| !t.slots.is_empty()).count()
+    /// Leaf values stored (one per run of equal values per node).
+    pub fn leaves(&self) -> usize {
+        self.leaves.len()
     }
 
-    /// Most hash-table probes any lookup needs: ⌊log₂ k⌋ + 1 for the largest number `k` of
-    /// distinct lengths under one /16.
-    pub fn max_probes(&self) -> usize {
-        probes_for(self.lens.iter().map(|m| m.count_ones()).max().unwrap_or(0))
-    }
-
-    /// Total hash slots over all lengths.
-    pub fn slots(&self) -> usize {
-        self.tables.iter().map(|t| t.slots.len()).sum()
+    /// Most nodes one lookup visits below the /16 table.
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 
     /// Heap bytes of the tables.
     pub fn memory_bytes(&self) -> usize {
-        self.root.len() * 4
-            + self.lens.len() * 16
-            + self.tables.capacity() * std::mem::size_of::<Table6>()
-            + self.tables.iter().map(|t| t.slots.capacity() * std::mem::size_of::<Slot>()).sum::<usize>()
+        self.root.len() * 4 + self.nodes.capacity() * std::mem::size_of::<Node6>() + self.leaves.capacity() * 4
     }
 }
 
@@ -632,7 +575,7 @@ mod tests {
         assert_eq!(t.lookup(v6("2001:2::1")), 3);
         assert_eq!(t.lookup(v6("2001:2::10")), 4);
         assert_eq!(t.lookup(v6("fe80::1")), 0);
-        assert_eq!(t.lengths(), 3);
+        assert_eq!(t.depth(), 19, "/16 table, then 19 6-bit levels down to /128");
     }
 
     #[test]

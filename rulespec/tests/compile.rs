@@ -317,14 +317,14 @@ fn lpm_edges_default_route_and_host_routes() {
 
 #[test]
 fn lpm6_every_length_under_one_slash16() {
-    // Nested prefixes of one address at many lengths (some left out), plus siblings: the binary
-    // search over lengths must find the longest for an address diverging at every bit.
+    // Nested prefixes of one address at many lengths (some left out), plus siblings: the trie
+    // must find the longest for an address diverging at every bit.
     let base: u128 = 0x2001_0002_dead_beef_0123_4567_89ab_cdef;
     let mut e: Vec<(u128, u8, u32)> = (0u8..=128).filter(|l| l % 5 != 3).map(|l| (base, l, u32::from(l) + 1)).collect();
     e.push((base ^ (1 << 40), 100, 999));
     e.push((base ^ (1 << 90), 70, 998));
     let t = Lpm6::build(&e).unwrap();
-    assert!(t.max_probes() <= 7, "{} probes", t.max_probes());
+    assert_eq!(t.depth(), 19, "/16 table, then 6-bit levels to bit 130");
     for bit in 0..128 {
         for a in [base ^ (1u128 << bit), base ^ (1u128 << bit) ^ 1, base] {
             assert_eq!(t.lookup(a), brute6(&e, a), "bit {bit}");
@@ -751,10 +751,16 @@ fn stats_and_memory_grow_with_the_lists() {
     assert_eq!((s.prefixes_v4, s.prefixes_v6), (1, 0));
     assert_eq!((b.prefixes_v4, b.prefixes_v6), (2000, 2000));
     assert_eq!(b.lpm4_nodes, 8, "2000 /24s in 8 /16s");
-    assert_eq!(b.lpm6_lengths, 1);
-    assert_eq!(b.lpm6_max_probes, 1);
-    assert!(b.lpm6_slots >= 2000 * 4 / 3);
-    assert!(big.memory_bytes() > small.memory_bytes() + 2000 * 24);
+    // 2000 /48s 2001:2:i::/48: nodes for bits 16–22, 22–28, 28–34 and 34–40 (one each: i <
+    // 2048), 40–46 (one per i >> 8: 8) and 46–52, where the /48s end (one per i >> 2: 500).
+    assert_eq!(b.lpm6_depth, 6);
+    assert_eq!(b.lpm6_nodes, 1 + 1 + 1 + 1 + 8 + 500);
+    assert!(
+        big.memory_bytes() > small.memory_bytes() + 512 * 24,
+        "v6 nodes counted: {} vs {}",
+        big.memory_bytes(),
+        small.memory_bytes()
+    );
     assert_eq!(b.classes, 2);
     // Sets that nothing uses cost nothing.
     let unused = compile(&policy_with("set a file \"l.txt\"\ndeny proto 47\n", &[("l.txt", &list)])).unwrap();

@@ -9,6 +9,14 @@
 use proptest::prelude::*;
 use scrubber::engine::verdict::{Direction, Verdict};
 use scrubber::engine::{Engine, EngineConfig, FrameBuf, Job, Protected, SynMode};
+
+/// The engines compared: `--protect` in either SYN mode, or a rule-file policy.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Proxy,
+    Track,
+    Policy,
+}
 use scrubber::wire::builder::{arp_request, udp_frame, TcpFrame};
 use scrubber::wire::tcp::flags as tf;
 use std::net::IpAddr;
@@ -16,7 +24,48 @@ use std::net::IpAddr;
 const T0: u64 = 1_767_225_600 * 1_000_000_000;
 const MS: u64 = 1_000_000;
 
-fn engine(mode: SynMode) -> Engine {
+/// A rule-file policy in front of the same services: deny lists, flag rules, per-source and
+/// aggregate limits (packet rates, new connections, live connections), an observe rule, UDP
+/// rules and a default deny — every branch of the rules stage.
+const POLICY: &str = "
+set servers = 198.18.0.10/32, 2001:2::10/128
+set bad = 198.19.0.0/20, 2001:2::ff:0/120
+service web
+  dst servers
+  proto tcp
+  ports 80
+  syn proxy
+end
+deny from bad
+deny proto tcp flags syn+fin
+deny observe proto tcp flags fin
+limit service web new-conns 20/s burst 10 max-conns 4
+limit to servers proto tcp per-source 200pps
+limit to servers proto udp aggregate 50pps
+allow proto udp port 53
+allow to servers
+default deny
+";
+
+fn engine(mode: Mode) -> Engine {
+    let mode = match mode {
+        Mode::Policy => {
+            let src = rulespec::MemSource::new().with("p.rules", POLICY);
+            let c = rulespec::check("p.rules", &src);
+            assert!(!c.has_errors(), "{}", c.render());
+            let p = std::sync::Arc::new(rulespec::compile(c.policy.as_ref().unwrap()).unwrap());
+            return Engine::new(EngineConfig {
+                policy: Some(p),
+                table_capacity: 64,
+                cookie_key: *b"batch-equals-one",
+                cookie_slot_secs: 2,
+                ..EngineConfig::default()
+            })
+            .unwrap();
+        }
+        Mode::Proxy => SynMode::Proxy,
+        Mode::Track => SynMode::Track,
+    };
     Engine::new(EngineConfig {
         protect: vec![
             Protected { addr: "198.18.0.10".parse().unwrap(), port: Some(80) },
@@ -225,7 +274,7 @@ fn learn(g: &mut Gen, f: usize, op: u8, out: &Outcome) {
     }
 }
 
-fn run(mode: SynMode, ops: &[(u8, u8, bool, u16, u16)], batches: &[usize], seed: u64) {
+fn run(mode: Mode, ops: &[(u8, u8, bool, u16, u16)], batches: &[usize], seed: u64) {
     // 1. The conversation, generated against the single-frame engine.
     let mut a = engine(mode);
     let mut g = Gen { flows: vec![Flow::default(); 8], rng: seed | 1 };
@@ -308,12 +357,12 @@ proptest! {
 
     #[test]
     fn batch_equals_single(
-        proxy in any::<bool>(),
+        mode in 0u8..3,
         ops in proptest::collection::vec((any::<u8>(), any::<u8>(), any::<bool>(), any::<u16>(), any::<u16>()), 1..400),
         batches in proptest::collection::vec(1usize..150, 1..8),
         seed in any::<u64>(),
     ) {
-        run(if proxy { SynMode::Proxy } else { SynMode::Track }, &ops, &batches, seed);
+        run([Mode::Proxy, Mode::Track, Mode::Policy][usize::from(mode)], &ops, &batches, seed);
     }
 }
 
@@ -331,9 +380,10 @@ fn handshakes_amid_a_flood_in_batches() {
             }
         }
     }
-    run(SynMode::Proxy, &ops, &[64, 7, 100, 1], 99);
+    run(Mode::Proxy, &ops, &[64, 7, 100, 1], 99);
+    run(Mode::Policy, &ops, &[64, 7, 100, 1], 99);
     // And the engine did establish sessions in this script (else it tests nothing).
-    let mut a = engine(SynMode::Proxy);
+    let mut a = engine(Mode::Proxy);
     let mut g = Gen { flows: vec![Flow::default(); 8], rng: 99 | 1 };
     let mut now = T0;
     for &(f, op, ts, payload, _) in &ops {

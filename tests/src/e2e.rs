@@ -84,13 +84,18 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(middle: Middle, vlan: Option<u16>) -> Lab {
+        Self::with(TopoOptions { middle, vlan, queues: 1 })
+    }
+
+    /// A lab with the given topology options (e.g. several queues on the middle's veths).
+    pub fn with(opts: TopoOptions) -> Lab {
         let exe = scrubber_bin();
         let tag = Topology::new_tag_with("e2e");
         let left = Topology::remove_leftovers(&tag);
         if !left.is_empty() {
             eprintln!("e2e: removed leftover namespaces {left:?}");
         }
-        let topo = Topology::create(&tag, TopoOptions { middle, vlan }).expect("build the lab topology");
+        let topo = Topology::create(&tag, opts).expect("build the lab topology");
         let ns_s = topo.ns(Role::Server);
         let server = NsChild::spawn(Some(&ns_s), &exe, &s(&["peer", "serve", "--listen", "[::]:80"]), true)
             .expect("start the lab server");
@@ -209,8 +214,13 @@ impl Lab {
     }
 
     pub fn start_scrubber_with(&mut self, policy: &[&str]) {
-        assert!(self.scrubber.is_none());
         let argv = scrubber::tools::lab::run_argv(&self.socket, policy);
+        self.start_scrubber_argv(argv);
+    }
+
+    /// Start `scrubber ARGV` in the middle (e.g. with other `--cores` than the lab's).
+    pub fn start_scrubber_argv(&mut self, argv: Vec<String>) {
+        assert!(self.scrubber.is_none());
         let c = NsChild::spawn(Some(&self.topo.ns(Role::Middle)), &self.exe, &argv, true).expect("start scrubber run");
         self.scrubber = Some(c);
         std::thread::sleep(Duration::from_millis(300));

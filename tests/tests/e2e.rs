@@ -101,7 +101,7 @@ fn harness_self_test_bridge_ipv6_vlan() {
 fn topology_drop_removes_every_namespace() {
     let Some(_g) = begin("topology_drop_removes_every_namespace") else { return };
     let tag = Topology::new_tag_with("e2e");
-    let t = Topology::create(&tag, TopoOptions { middle: Middle::Open, vlan: None }).expect("topology");
+    let t = Topology::create(&tag, TopoOptions { middle: Middle::Open, vlan: None, queues: 1 }).expect("topology");
     let names: Vec<String> = t.namespaces().to_vec();
     assert_eq!(names.len(), 5);
     assert!(names.iter().all(|n| topo::netns_exists(n)));
@@ -125,7 +125,8 @@ fn topology_drop_removes_every_namespace() {
     let tag2 = Topology::new_tag_with("e2e");
     let tag2c = tag2.clone();
     let res = std::panic::catch_unwind(move || {
-        let _t = Topology::create(&tag2c, TopoOptions { middle: Middle::Bridge, vlan: Some(7) }).expect("topology");
+        let _t = Topology::create(&tag2c, TopoOptions { middle: Middle::Bridge, vlan: Some(7), queues: 1 })
+            .expect("topology");
         panic!("deliberate panic inside a test");
     });
     assert!(res.is_err());

@@ -188,12 +188,12 @@ pub struct CompileStats {
     pub lpm4_nodes: usize,
     /// IPv4 trie entries (root + nodes).
     pub lpm4_entries: usize,
-    /// Distinct IPv6 prefix lengths longer than /16 (one hash table each).
-    pub lpm6_lengths: usize,
-    /// IPv6 hash slots over all lengths.
-    pub lpm6_slots: usize,
-    /// Most hash tables one IPv6 lookup may probe (lengths under one /16).
-    pub lpm6_max_probes: usize,
+    /// IPv6 trie nodes below the /16 table (64 slots, 24 bytes each).
+    pub lpm6_nodes: usize,
+    /// IPv6 leaf values stored (one per run of equal values per node).
+    pub lpm6_leaves: usize,
+    /// Most IPv6 trie nodes one lookup visits below the /16 table.
+    pub lpm6_depth: usize,
     /// Distinct address classes, including class 0 (in no set).
     pub classes: usize,
     /// Distinct port bitsets.

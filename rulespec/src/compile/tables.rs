@@ -127,8 +127,30 @@ impl Compiled {
     /// As [`judge`](Self::judge), from rule `start` on (the rule after an `observe` hit).
     #[inline]
     pub fn judge_from(&self, p: &Packet<'_>, start: usize) -> Hit {
+        self.judge_classes(p, start, self.classes_of(p))
+    }
+
+    /// The (source, destination) address classes [`judge`](Self::judge) needs for `p` (0 for a
+    /// side no rule looks at): compute them once for several calls of
+    /// [`judge_classes`](Self::judge_classes).
+    #[inline]
+    pub fn classes_of(&self, p: &Packet<'_>) -> (u32, u32) {
         let sc = if self.need_src { self.address_class(p.v6, p.src) } else { 0 };
         let dc = if self.need_dst { self.address_class(p.v6, p.dst) } else { 0 };
+        (sc, dc)
+    }
+
+    /// Whether the destination class [`classes_of`](Self::classes_of) returns is the real
+    /// one (some rule or service looks at destinations), so that
+    /// [`service_in_class`](Self::service_in_class) may use it.
+    #[inline]
+    pub fn dst_class_known(&self) -> bool {
+        self.need_dst
+    }
+
+    /// As [`judge_from`](Self::judge_from), with the classes from [`classes_of`](Self::classes_of).
+    #[inline]
+    pub fn judge_classes(&self, p: &Packet<'_>, start: usize, (sc, dc): (u32, u32)) -> Hit {
         let frag = 1u8 << (p.frag as u8);
         for (i, m) in self.matchers.iter().enumerate().skip(start) {
             if self.rule_matches(m, p, sc, dc, frag) {
@@ -154,14 +176,35 @@ impl Compiled {
         }
     }
 
+    /// The second step of [`prefetch`](Self::prefetch), a little later (once the root lines
+    /// have arrived): ask for the prefix tables' next level.
+    #[inline]
+    pub fn prefetch_next(&self, v6: bool, src: &[u8; 16], dst: &[u8; 16]) {
+        for (need, a) in [(self.need_src, src), (self.need_dst, dst)] {
+            if !need {
+                continue;
+            }
+            if v6 {
+                self.v6.prefetch_node_bytes(a);
+            } else {
+                self.v4.prefetch_node(u32::from_be_bytes([a[0], a[1], a[2], a[3]]));
+            }
+        }
+    }
+
     /// The first service whose destination set, protocol and ports match. Does not allocate.
     #[inline]
     pub fn service(&self, v6: bool, dst: &[u8; 16], proto: u8, dport: u16) -> Option<u16> {
         if self.svc_match.is_empty() {
             return None;
         }
-        let dc = self.address_class(v6, dst);
-        self.svc_match.iter().position(|s| self.svc_matches(s, dc, proto, dport)).map(|i| i as u16)
+        self.service_in_class(self.address_class(v6, dst), proto, dport)
+    }
+
+    /// As [`service`](Self::service), for a destination whose address class is known.
+    #[inline]
+    pub fn service_in_class(&self, dst_class: u32, proto: u8, dport: u16) -> Option<u16> {
+        self.svc_match.iter().position(|s| self.svc_matches(s, dst_class, proto, dport)).map(|i| i as u16)
     }
 
     /// Whether `addr` lies inside any service's destination set (any protocol, any port).

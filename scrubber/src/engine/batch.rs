@@ -10,7 +10,8 @@
 //! 2. **hash**: compute each TCP frame's flow key and its [`Probe`] (stored form, candidate
 //!    buckets, tag), and prefetch both candidate tag groups — and the first-level lines of the
 //!    policy's prefix tables the rules will read;
-//! 3. **probe**: scan the (now arriving) tag groups and prefetch the entries whose tag matches;
+//! 3. **probe**: scan the (now arriving) tag groups and prefetch the entries whose tag matches,
+//!    and the prefix tables' second level (whose address the root lines give);
 //!    for inbound ACKs of flows the table certainly does not hold — the untracked ACKs of a
 //!    flood, each checked as a SYN cookie — compute the cookie MACs of the whole batch in one
 //!    call ([`super::cookie::SynCookies::mac_many`], AES blocks eight in flight);
@@ -140,6 +141,10 @@ impl Engine {
         for (k, j) in jobs.iter().enumerate() {
             now = now.max(j.now_ns);
             sc.memos[k] = MacMemo::EMPTY;
+            if j.dir == Direction::Inbound && self.judge_rules && sc.errors[k].is_none() {
+                let d = &sc.dissected[k];
+                self.pol.compiled.prefetch_next(d.v6, &d.src, &d.dst);
+            }
             let Some((key, p)) = &sc.probes[k] else { continue };
             let maybe = self.table.prefetch_entries(p);
             let t = &sc.dissected[k].tcp;

@@ -102,6 +102,8 @@ pub struct Engine {
     /// Set by the rules for the frame being judged: its `max-conns` limit, and whether a
     /// refusal is only counted (observe).
     frame_max_conns: Option<(u32, bool)>,
+    /// Set by the rules for the frame being judged: the address class of its destination.
+    frame_dst_class: Option<u32>,
     cookies: SynCookies,
     table: SessionTable,
     /// New SYNs on live 4-tuples (reconnects on a busy port).
@@ -139,6 +141,7 @@ impl Engine {
             conns: ConnCounts::new(seed.rotate_left(17)),
             started_ns: None,
             frame_max_conns: None,
+            frame_dst_class: None,
             cookies: SynCookies::new(CookieKey::from_bytes(cfg.cookie_key), cfg.cookie_slot_secs),
             table,
             recent_syns: RecentSyns::new(seed.rotate_left(29)),
@@ -303,6 +306,7 @@ impl Engine {
             self.started_ns = Some(now);
         }
         self.frame_max_conns = None;
+        self.frame_dst_class = None;
         let (verdict, target) = match d {
             Ok(d) => self.judge(now, dir, d, frame, extra),
             Err(e) => (Verdict::Drop(dissect_reason(e)), None),
@@ -404,7 +408,12 @@ impl Engine {
             self.counters.passed_fragments += 1;
             return (self.pass(now, dir, d, frame), None);
         }
-        let target = match self.pol.compiled.service(d.v6, svc_addr, IPPROTO_TCP, svc_port) {
+        // The destination's class, if the rules just looked it up (inbound), else now.
+        let svc = match (dir, self.frame_dst_class) {
+            (Direction::Inbound, Some(dc)) => self.pol.compiled.service_in_class(dc, IPPROTO_TCP, svc_port),
+            _ => self.pol.compiled.service(d.v6, svc_addr, IPPROTO_TCP, svc_port),
+        };
+        let target = match svc {
             Some(t) => usize::from(t),
             None => {
                 self.counters.passed_unprotected += 1;

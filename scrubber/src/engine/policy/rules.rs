@@ -38,9 +38,13 @@ impl Engine {
         };
         // `observe` rules are not terminal: each one met counts (would-drops included) and the
         // evaluation goes on with the next rule.
+        let classes = self.pol.compiled.classes_of(&pkt);
+        if self.pol.compiled.dst_class_known() {
+            self.frame_dst_class = Some(classes.1);
+        }
         let mut start = 0;
         loop {
-            let hit = self.pol.compiled.judge_from(&pkt, start);
+            let hit = self.pol.compiled.judge_classes(&pkt, start, classes);
             let verdict = self.rule_hit(now, d, hit, ip_len);
             match hit.rule {
                 Some(i) if hit.observe => start = usize::from(i) + 1,

@@ -87,7 +87,8 @@ pub fn run(a: &LabOptions) -> Result<(), LabError> {
         LabMiddle::Bridge => Middle::Bridge,
     };
     println!("==> creating lab {tag} (namespaces {tag}c client, {tag}a attacker, {tag}w switch, {tag}m middle, {tag}s server)");
-    let topo = Topology::create(&tag, TopoOptions { middle, vlan: None }).ctx("cannot build the lab topology")?;
+    let topo =
+        Topology::create(&tag, TopoOptions { middle, vlan: None, queues: 1 }).ctx("cannot build the lab topology")?;
     let (ns_c, ns_a, ns_m, ns_s) =
         (topo.ns(Role::Client), topo.ns(Role::Attacker), topo.ns(Role::Middle), topo.ns(Role::Server));
 

@@ -96,6 +96,17 @@ pub struct TopoOptions {
     pub middle: Middle,
     /// Put client, attacker and server on 802.1Q subinterfaces with this VLAN id.
     pub vlan: Option<u16>,
+    /// Rx and tx queues of the middle's `ext` and `int` veths (and of their peers), for a
+    /// scrubber with one worker per queue. The sending veth picks a queue per flow from the
+    /// packet's hash (a locally opened socket's is random per connection), so the two directions
+    /// of a connection may arrive on different queues: the hand-off path's case.
+    pub queues: u16,
+}
+
+impl Default for TopoOptions {
+    fn default() -> Self {
+        TopoOptions { middle: Middle::Open, vlan: None, queues: 1 }
+    }
 }
 
 /// The lab's namespaces and links. Dropping it removes everything (see the module doc).
@@ -181,8 +192,17 @@ impl Topology {
         );
         // Links, created inside their namespaces: (ns1, if1, ns2, if2).
         let links = [(&c, "lan", &w, "swc"), (&a, "lan", &w, "swa"), (&m, "ext", &w, "swm"), (&m, "int", &s, "lan")];
+        let q = self.opts.queues.max(1).to_string();
         for (n1, i1, n2, i2) in links {
-            run("ip", &["link", "add", i1, "netns", n1, "type", "veth", "peer", "name", i2, "netns", n2])?;
+            let mut argv = vec!["link", "add", i1, "netns", n1];
+            if i1 == "ext" || i1 == "int" {
+                argv.extend(["numtxqueues", &q, "numrxqueues", &q]);
+            }
+            argv.extend(["type", "veth", "peer", "name", i2, "netns", n2]);
+            if i1 == "ext" || i1 == "int" {
+                argv.extend(["numtxqueues", &q, "numrxqueues", &q]);
+            }
+            run("ip", &argv)?;
         }
         // The switch.
         run_ns(&w, "ip", &["link", "add", "br0", "type", "bridge", "stp_state", "0", "mcast_snooping", "0"])?;
