@@ -7,8 +7,11 @@ use std::time::Duration;
 
 mod cookie_bench;
 mod engine_bench;
+mod gen;
+mod legit_bench;
 mod policy_bench;
 mod wire_bench;
+mod wire_search;
 
 #[derive(Parser, Debug)]
 #[command(name = "scrubber-perf", version, about = "Benchmarks for the scrubber engine and data plane")]
@@ -50,6 +53,13 @@ enum Cmd {
     /// How often forged ACKs validate as SYN cookies (10⁹ random ACKs per kind by default),
     /// against the design's odds, and how fast they are checked.
     Cookies(cookie_bench::Args),
+    /// Legitimate traffic (wrk keep-alive, a handshake prober) under spoofed floods through the
+    /// scrubber, against an ideal control (bare forward loop, flood into a sink), with the middle
+    /// core's load (root).
+    Legit(legit_bench::Args),
+    /// An AF_XDP traffic generator: TCP/UDP floods from random sources in a prefix, paced,
+    /// bounded in count and time, one JSON line per second (root).
+    Gen(gen::Args),
     /// Rule-policy compile time, table memory, LPM lookups/s and judge() calls/s for synthetic
     /// country-sized prefix lists in a 10-rule policy.
     Policy(policy_bench::Args),
@@ -163,6 +173,17 @@ fn main() -> Result<()> {
                     );
                 }
             }
+        }
+        Cmd::Legit(args) => {
+            let rows = legit_bench::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", legit_bench::render(&rows));
+            }
+        }
+        Cmd::Gen(args) => {
+            gen::run(&args, &mut |r| println!("{}", serde_json::to_string(r).unwrap_or_default()))?;
         }
         Cmd::Policy(args) => policy_bench::main(&args)?,
         Cmd::Wire(args) => wire_bench::main(&args)?,

@@ -43,11 +43,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Core of the generator, the latency client and the echo server.
-const GEN_CORE: usize = 0;
+pub(crate) const GEN_CORE: usize = 0;
 /// Core of the middle's worker and of its veths' NAPI threads.
-const MIDDLE_CORE: usize = 1;
+pub(crate) const MIDDLE_CORE: usize = 1;
 /// Upper bound of trafgen's rate used to size a flood's packet count (it is also time-bounded).
-const MAX_PPS: u64 = 2_000_000;
+pub(crate) const MAX_PPS: u64 = 2_000_000;
 /// Bytes of one latency round trip, each way.
 const RTT_BYTES: usize = 64;
 /// Round trips measured at most per latency phase.
@@ -79,6 +79,21 @@ pub struct Args {
     /// this binary].
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// Workers of the middles (1–cores): with more than one, the veths get that many queues,
+    /// worker *i* runs on core *i* (sharing cores with the generators) and only the RFC 2544
+    /// search runs.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Skip the RFC 2544 search (highest rate with 0 % / 0.5 % loss per path, then latency
+    /// under 10/50/90 % of it).
+    #[arg(long)]
+    no_search: bool,
+    /// Seconds per trial of the search.
+    #[arg(long, default_value_t = 2.0)]
+    search_secs: f64,
+    /// The search's top rate (its first trial), frames per second.
+    #[arg(long, default_value_t = 1_200_000.0)]
+    search_max_pps: f64,
     /// Internal: run as a helper inside a namespace.
     #[arg(long, value_enum, hide = true)]
     role: Option<Role>,
@@ -114,18 +129,21 @@ pub enum PollVariant {
     SpinTuned,
     /// `poll(2)` when idle, NAPI knobs applied.
     BlockTuned,
+    /// Preferred busy polling (`scrubber run --poll busy`); the bare loops use `block`.
+    Busy,
 }
 
 impl PollVariant {
-    fn poll_arg(self) -> &'static str {
+    pub(crate) fn poll_arg(self) -> &'static str {
         match self {
             PollVariant::Spin | PollVariant::SpinTuned => "spin",
             PollVariant::Yield => "yield",
             PollVariant::Block | PollVariant::BlockTuned => "block",
+            PollVariant::Busy => "busy",
         }
     }
 
-    fn tuned(self) -> bool {
+    pub(crate) fn tuned(self) -> bool {
         matches!(self, PollVariant::SpinTuned | PollVariant::BlockTuned)
     }
 
@@ -136,24 +154,27 @@ impl PollVariant {
             PollVariant::Block => "block",
             PollVariant::SpinTuned => "spin+napi-tune",
             PollVariant::BlockTuned => "block+napi-tune",
+            PollVariant::Busy => "busy",
         }
     }
 }
 
 /// Which box is in the middle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum MiddleKind {
+pub(crate) enum MiddleKind {
     BareDrop,
     BareForward,
+    BareReflect,
     Scrubber,
     Kernel,
 }
 
 impl MiddleKind {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             MiddleKind::BareDrop => "bare-drop",
             MiddleKind::BareForward => "bare-forward",
+            MiddleKind::BareReflect => "bare-reflect",
             MiddleKind::Scrubber => "scrubber",
             MiddleKind::Kernel => "kernel",
         }
@@ -211,11 +232,17 @@ pub fn parse_trafgen_sent(out: &str) -> Option<u64> {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct RttStats {
     /// Round trips measured.
-    pub n: usize,
+    pub n: u64,
     /// Median.
     pub p50_us: f64,
+    /// 90th percentile.
+    #[serde(default)]
+    pub p90_us: f64,
     /// 99th percentile.
     pub p99_us: f64,
+    /// 99.9th percentile.
+    #[serde(default)]
+    pub p999_us: f64,
     /// Largest.
     pub max_us: f64,
     /// What ended the measurement early, if anything did.
@@ -236,9 +263,11 @@ pub fn rtt_stats(samples: &mut [u64], error: Option<String>) -> RttStats {
     samples.sort_unstable();
     let us = |x: Option<u64>| x.map(|v| (v as f64 / 100.0).round() / 10.0).unwrap_or(0.0);
     RttStats {
-        n: samples.len(),
+        n: samples.len() as u64,
         p50_us: us(percentile(samples, 50.0)),
+        p90_us: us(percentile(samples, 90.0)),
         p99_us: us(percentile(samples, 99.0)),
+        p999_us: us(percentile(samples, 99.9)),
         max_us: us(samples.last().copied()),
         error,
     }
@@ -303,11 +332,11 @@ fn rtt_client(addr: SocketAddr, secs: f64) -> Result<()> {
     Ok(())
 }
 
-fn cpu_sample(cpu: usize) -> Option<(u64, u64)> {
+pub(crate) fn cpu_sample(cpu: usize) -> Option<(u64, u64)> {
     parse_proc_stat_cpu(&std::fs::read_to_string("/proc/stat").ok()?, cpu)
 }
 
-fn busy_pct(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
+pub(crate) fn busy_pct(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
     let ((b0, t0), (b1, t1)) = (a?, b?);
     let dt = t1.checked_sub(t0)?;
     (dt > 0).then(|| ((b1.saturating_sub(b0)) as f64 * 1000.0 / dt as f64).round() / 10.0)
@@ -317,7 +346,7 @@ fn busy_pct(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
 // Middles.
 
 /// A running middle; stopped on drop.
-struct Middle<'t> {
+pub(crate) struct Middle<'t> {
     kind: MiddleKind,
     poll: Option<PollVariant>,
     topo: &'t Line,
@@ -336,18 +365,52 @@ impl<'t> Middle<'t> {
         poll: Option<PollVariant>,
         stop: &Interrupt,
     ) -> Result<Middle<'t>> {
+        Self::start_with(topo, bins, kind, poll, &[], stop)
+    }
+
+    /// [`Middle::start`], with more arguments for `scrubber run`.
+    pub(crate) fn start_with(
+        topo: &'t Line,
+        bins: &Path,
+        kind: MiddleKind,
+        poll: Option<PollVariant>,
+        extra: &[String],
+        stop: &Interrupt,
+    ) -> Result<Middle<'t>> {
+        Self::start_on(topo, bins, kind, poll, extra, &[MIDDLE_CORE], stop)
+    }
+
+    /// [`Middle::start_with`] with one worker per core of `cores`, worker *i* on queue *i*
+    /// (the line must have that many queues).
+    pub(crate) fn start_on(
+        topo: &'t Line,
+        bins: &Path,
+        kind: MiddleKind,
+        poll: Option<PollVariant>,
+        extra: &[String],
+        cores: &[usize],
+        stop: &Interrupt,
+    ) -> Result<Middle<'t>> {
         let mut m =
             Middle { kind, poll, topo, proc: None, socket: None, napi_threads: 0, defer_set: false, kernel_set: false };
         let p = poll.unwrap_or(PollVariant::Block);
-        let core = MIDDLE_CORE.to_string();
+        let core = cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
         match kind {
-            MiddleKind::BareDrop | MiddleKind::BareForward => {
-                let mut c = in_ns(&topo.mid_ns, &bins.join("xdp-bare").to_string_lossy());
-                let mode = if kind == MiddleKind::BareDrop { "drop" } else { "forward" };
-                c.args(["--ext", &topo.ext, "--int", &topo.int, "--mode", mode, "--core", &core]);
+            MiddleKind::BareDrop | MiddleKind::BareForward | MiddleKind::BareReflect => {
+                let mode = match kind {
+                    MiddleKind::BareDrop => "drop",
+                    MiddleKind::BareReflect => "reflect",
+                    _ => "forward",
+                };
                 // The same UMEM size as `scrubber run` with its default 1024-entry rings (8192
                 // frames); xdp-bare's fill and completion rings stay at 1024 (the scrubber's are 2048).
-                c.args(["--poll", p.poll_arg(), "--seconds", "900", "--json", "--frames", "8192"]);
+                let bp = if p == PollVariant::Busy { "block" } else { p.poll_arg() };
+                // One process, queue i on core cores[0] + i (the cores are consecutive).
+                let mut c = in_ns(&topo.mid_ns, &bins.join("xdp-bare").to_string_lossy());
+                let first = cores.first().copied().unwrap_or(MIDDLE_CORE).to_string();
+                c.args(["--ext", &topo.ext, "--int", &topo.int, "--mode", mode, "--core", &first]);
+                c.args(["--queues", &cores.len().max(1).to_string()]);
+                c.args(["--poll", bp, "--seconds", "900", "--json", "--frames", "8192"]);
                 let mut pr = Watched::spawn(kind.name(), c, false)?;
                 pr.wait_line(stop, Duration::from_secs(15), |l| l.contains("\"event\":\"start\""))?;
                 m.proc = Some(pr);
@@ -365,6 +428,7 @@ impl<'t> Middle<'t> {
                 if p.tuned() {
                     c.arg("--napi-tune");
                 }
+                c.args(extra);
                 c.arg("--socket").arg(&sock);
                 let mut pr = Watched::spawn("scrubber run", c, false)?;
                 pr.wait_line(stop, Duration::from_secs(30), |l| l.starts_with("scrubber: running"))?;
@@ -396,7 +460,7 @@ impl<'t> Middle<'t> {
                 .context("installing the kernel middle's nftables rules")?;
             }
         }
-        m.napi_threads = topo.pin_napi(MIDDLE_CORE, p.tuned() && kind != MiddleKind::Kernel)?;
+        m.napi_threads = topo.pin_napi_to(cores, p.tuned() && kind != MiddleKind::Kernel)?;
         // Let the first frames of the kernel's bridge (learning) and the workers settle.
         stop.sleep(Duration::from_millis(300))?;
         Ok(m)
@@ -409,7 +473,7 @@ impl<'t> Middle<'t> {
         }
     }
 
-    fn scrubber_counts(&self) -> Option<ScrubberCounts> {
+    pub(crate) fn scrubber_counts(&self) -> Option<ScrubberCounts> {
         let snap = scrubber::control::telemetry::fetch(self.socket.as_ref()?).ok()?;
         let t = snap.total();
         Some(ScrubberCounts {
@@ -424,7 +488,7 @@ impl<'t> Middle<'t> {
     }
 
     /// Interrupt the middle and undo what was set for it. Returns a warning, if any.
-    fn finish(&mut self) -> Option<String> {
+    pub(crate) fn finish(&mut self) -> Option<String> {
         let mut warn = None;
         if let Some(mut p) = self.proc.take() {
             let sig = if self.kind == MiddleKind::Scrubber { "INT" } else { "TERM" };
@@ -564,6 +628,7 @@ impl Bench<'_> {
         let name = match flood {
             Flood::AckPsh => "ackpsh.cfg",
             Flood::Udp => "udp.cfg",
+            Flood::Syn => "syn.cfg",
         };
         let cfg = self.topo.dir.join(name);
         std::fs::write(&cfg, trafgen_config(flood, &GEN_MAC, &SINK_MAC))
@@ -717,6 +782,8 @@ pub struct Report {
     pub drop: Vec<FloodResult>,
     /// Forward path.
     pub forward: Vec<FloodResult>,
+    /// RFC 2544 search per path and middle.
+    pub search: Vec<crate::wire_search::Search>,
     /// Latency of legitimate TCP round trips.
     pub latency: Vec<LatencyResult>,
     /// Ratios scrubber / bare loop.
@@ -752,7 +819,7 @@ fn ratio(what: String, s: f64, b: f64, added: bool) -> Ratio {
     }
 }
 
-fn find_root() -> Result<()> {
+pub(crate) fn find_root() -> Result<()> {
     let st = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
     if parse_euid(&st) != Some(0) {
         bail!(
@@ -763,7 +830,7 @@ fn find_root() -> Result<()> {
     Ok(())
 }
 
-fn check_tools() -> Result<()> {
+pub(crate) fn check_tools() -> Result<()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let need = [
         ("ip", "iproute2"),
@@ -790,7 +857,12 @@ fn check_tools() -> Result<()> {
 }
 
 fn bin_dir(a: &Args) -> Result<PathBuf> {
-    let dir = match &a.bin_dir {
+    bins(a.bin_dir.as_ref())
+}
+
+/// The directory of the release `scrubber` and `xdp-bare` (given, or beside this binary).
+pub(crate) fn bins(given: Option<&PathBuf>) -> Result<PathBuf> {
+    let dir = match given {
         Some(d) => d.clone(),
         None => std::env::current_exe()
             .context("cannot find this binary's path")?
@@ -833,7 +905,16 @@ pub fn main(a: &Args) -> Result<()> {
     let secs = if a.quick { 1 } else { a.seconds };
     let tag = format!("wb{}", std::process::id());
     eprintln!("… building the topology ({tag}g | {tag}m | {tag}s)");
-    let topo = Line::create(&tag)?;
+    let ncores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if a.workers == 0 || a.workers > ncores {
+        bail!("--workers {}: give 1 to {ncores} (the cores of this machine)", a.workers);
+    }
+    let topo = Line::create_with_queues(&tag, a.workers as u16)?;
+    if topo.isolate_middle_core(GEN_CORE)? < 2 {
+        eprintln!(
+            "warning: NAPI threads missing for the end hosts' veths: their receive work stays on the middle's core"
+        );
+    }
     let me = std::env::current_exe().context("cannot find this binary's path")?;
     let mut echo_cmd = in_ns(&topo.sink_ns, "taskset");
     echo_cmd.args(["-c", &GEN_CORE.to_string(), "chrt", "-f", "20"]);
@@ -854,9 +935,11 @@ pub fn main(a: &Args) -> Result<()> {
         latency: Vec::new(),
         ratios: Vec::new(),
         best_drop_poll: None,
+        search: Vec::new(),
         warnings: Vec::new(),
     };
 
+    let multi = a.workers > 1;
     // 1. Drop path: bare drop loop and scrubber, every poll strategy.
     let sweep: Vec<PollVariant> = if a.quick {
         let mut v = vec![a.poll, PollVariant::SpinTuned];
@@ -865,7 +948,7 @@ pub fn main(a: &Args) -> Result<()> {
     } else {
         vec![PollVariant::Spin, PollVariant::Yield, PollVariant::Block, PollVariant::SpinTuned, PollVariant::BlockTuned]
     };
-    for &p in &sweep {
+    for &p in sweep.iter().filter(|_| !multi) {
         for kind in [MiddleKind::BareDrop, MiddleKind::Scrubber] {
             let r = b.with_middle(kind, Some(p), |b, m| b.flood_phase(m, Flood::AckPsh))?;
             report.drop.push(r);
@@ -875,6 +958,9 @@ pub fn main(a: &Args) -> Result<()> {
     let mut middles = vec![(MiddleKind::BareForward, Some(a.poll)), (MiddleKind::Scrubber, Some(a.poll))];
     if !a.quick && !a.no_kernel {
         middles.push((MiddleKind::Kernel, None));
+    }
+    if multi {
+        middles.clear();
     }
     for (kind, poll) in middles {
         let (fwd, lat, drop) = b.with_middle(kind, poll, |b, m| {
@@ -887,6 +973,29 @@ pub fn main(a: &Args) -> Result<()> {
         report.forward.push(fwd);
         report.latency.extend(lat);
         report.drop.extend(drop);
+    }
+    // 4. RFC 2544 search per path, bare loop and scrubber.
+    if !a.no_search {
+        let c = crate::wire_search::Ctx {
+            line: &topo,
+            bins: &b.bins,
+            me: &me,
+            stop: &b.stop,
+            trial_secs: if a.quick { 1.0 } else { a.search_secs.clamp(0.5, 30.0) },
+            steps: if a.quick { 3 } else { 7 },
+            poll: a.poll,
+            max_rate: a.search_max_pps.clamp(1000.0, 20e6),
+            cores: if multi { (0..a.workers).collect() } else { vec![MIDDLE_CORE] },
+        };
+        for path in [
+            crate::wire_search::SearchPath::Drop,
+            crate::wire_search::SearchPath::Syn,
+            crate::wire_search::SearchPath::Forward,
+        ] {
+            for scrubber in [false, true] {
+                report.search.push(crate::wire_search::run_one(&c, path, scrubber)?);
+            }
+        }
     }
     report.warnings = std::mem::take(&mut b.warnings);
     report.loadavg_at_end = load_average();
@@ -1075,6 +1184,9 @@ pub fn render(r: &Report) -> String {
     }
     if let Some(p) = r.best_drop_poll {
         let _ = writeln!(o, "\nbest scrubber drop path: --poll {}", p.name());
+    }
+    if !r.search.is_empty() {
+        o.push_str(&crate::wire_search::render(&r.search));
     }
     for w in &r.warnings {
         let _ = writeln!(o, "warning: {w}");

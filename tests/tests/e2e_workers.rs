@@ -72,7 +72,10 @@ fn e2e_two_workers_hand_off_real_tcp() {
     eprintln!("two workers: judged {rx:?}, handed out {out:?}, taken in {inn:?}, hand-offs dropped {lost}");
     assert!(rx.iter().all(|&r| r > 100), "a worker judged (almost) nothing: {rx:?}");
     assert!(out.iter().sum::<u64>() > 100, "no hand-offs: the directions never met different workers: {out:?}");
-    assert_eq!(out.iter().sum::<u64>(), inn.iter().sum::<u64>() + lost, "every hand-off taken in or counted lost");
+    // A hand-off is counted out when queued; the owner counts it in, or lost when it has no
+    // frame for it (a full queue is counted lost by the sender, and not out).
+    let (o, i) = (out.iter().sum::<u64>(), inn.iter().sum::<u64>());
+    assert!(i <= o && o <= i + lost, "hand-offs out {o}, in {i}, lost {lost}: some vanished uncounted");
     let out = lab.stop_scrubber();
     assert!(out.contains("hand-off") || out.contains("handoff"), "final counters show the hand-offs:\n{out}");
 }

@@ -45,8 +45,10 @@ pub mod desc;
 pub mod iface;
 pub mod pair;
 pub mod port;
+pub mod single;
 pub mod stats;
 pub mod umem;
+pub mod waker;
 
 use std::fmt;
 use std::io;
@@ -55,8 +57,10 @@ pub use bpf::{AttachMode, Fallback, XdpProgram};
 pub use desc::{Desc, Side};
 pub use iface::{ifindex, rx_queue_count};
 pub use pair::{SocketPair, SocketPairConfig};
+pub use single::{TxSocket, TxSocketConfig};
 pub use stats::{KernelStats, RingStats, SideStats};
 pub use umem::{FrameAccount, XDP_PACKET_HEADROOM};
+pub use waker::Waker;
 
 /// How a socket is bound to its device queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

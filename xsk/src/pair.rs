@@ -18,6 +18,7 @@
 //! Frames never leak: each is always in exactly one place (see [`crate::umem`]), and
 //! [`SocketPair::check_accounting`] proves it.
 
+use std::os::fd::AsRawFd as _;
 use std::os::fd::BorrowedFd;
 
 use xdpilone::{Umem, UmemConfig};
@@ -370,16 +371,47 @@ impl SocketPair {
         ports[first ^ 1].refill(pool);
     }
 
+    /// Turn on preferred busy polling on both sockets (see the crate docs): the calling worker
+    /// then runs both devices' receive processing itself, `budget` frames at a time, whenever it
+    /// calls [`SocketPair::busy_poll`] or [`SocketPair::poll_wait`]. Pair it with the devices'
+    /// `napi_defer_hard_irqs` and `gro_flush_timeout`, so that the kernel leaves the NAPI
+    /// instances to the worker while it polls.
+    pub fn set_busy_poll(&self, usecs: u32, budget: u16) -> Result<(), XskError> {
+        for p in &self.ports {
+            p.set_busy_poll(usecs, budget)?;
+        }
+        Ok(())
+    }
+
+    /// Run both sockets' receive processing now (busy polling): frames that arrived are put on
+    /// the rx rings. Two syscalls; only with [`SocketPair::set_busy_poll`] on.
+    #[inline]
+    pub fn busy_poll(&mut self) {
+        for p in self.ports.iter_mut() {
+            p.busy_poll();
+        }
+    }
+
     /// Wait up to `timeout_ms` (negative: forever) until either socket has frames to read,
     /// using poll(2) on both sockets (which also kicks pending transmissions in copy mode).
     /// Returns whether a socket became readable.
     pub fn poll_wait(&mut self, timeout_ms: i32) -> bool {
-        let mut fds = [0usize, 1].map(|i| libc::pollfd {
-            fd: self.ports[i].fd(),
-            events: libc::POLLIN | if self.ports[i].tx_pending() > 0 { libc::POLLOUT } else { 0 },
+        self.poll_wait_with(timeout_ms, None)
+    }
+
+    /// [`SocketPair::poll_wait`], also waking when `extra` (e.g. a [`crate::Waker`]) becomes
+    /// readable.
+    pub fn poll_wait_with(&mut self, timeout_ms: i32, extra: Option<BorrowedFd<'_>>) -> bool {
+        let mut fds = [0usize, 1, 2].map(|i| libc::pollfd {
+            fd: match i {
+                0 | 1 => self.ports[i].fd(),
+                _ => extra.map_or(-1, |f| f.as_raw_fd()),
+            },
+            events: libc::POLLIN | if i < 2 && self.ports[i].tx_pending() > 0 { libc::POLLOUT } else { 0 },
             revents: 0,
         });
-        // SAFETY: `fds` is a valid array of two pollfd structs that lives across the call.
+        // SAFETY: `fds` is a valid array of three pollfd structs that lives across the call (a
+        // negative fd is ignored by poll).
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         rc > 0 && fds.iter().any(|p| p.revents & libc::POLLIN != 0)
     }
@@ -406,6 +438,7 @@ impl SocketPair {
             tx_rejected: p.c.tx_rejected,
             tx_kicks: p.c.tx_kicks,
             tx_kick_errors: p.c.tx_kick_errors,
+            busy_polls: p.c.busy_polls,
             fill_short: p.c.fill_short,
             fill_wakeups: p.c.fill_wakeups,
             fill_level: u64::from(p.fill_level()),

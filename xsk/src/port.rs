@@ -32,6 +32,7 @@ pub(crate) fn io_err(e: Errno) -> io::Error {
 /// Per-socket counters kept by us (plain integers: one worker thread owns the port).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Counters {
+    pub busy_polls: u64,
     pub fill_submitted: u64,
     pub rx_read: u64,
     pub rx_invalid: u64,
@@ -196,6 +197,62 @@ impl Port {
     /// The socket's descriptor.
     pub(crate) fn fd(&self) -> RawFd {
         self.fd
+    }
+
+    /// Preferred busy polling (Linux 5.11+): this socket's receive work (the driver's NAPI
+    /// poll) runs in the calling thread when it asks ([`Port::busy_poll`], `poll(2)`), up to
+    /// `budget` frames at a time, for up to `usecs` µs; with the device's hard-IRQ deferral
+    /// and GRO flush timeout set, the kernel leaves the NAPI instance to the application while
+    /// it keeps asking.
+    pub(crate) fn set_busy_poll(&self, usecs: u32, budget: u16) -> Result<(), XskError> {
+        const SO_BUSY_POLL: libc::c_int = 46;
+        const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+        const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+        for (opt, v, what) in [
+            (SO_PREFER_BUSY_POLL, 1i32, "setting SO_PREFER_BUSY_POLL"),
+            (SO_BUSY_POLL, i32::try_from(usecs).unwrap_or(i32::MAX), "setting SO_BUSY_POLL"),
+            (SO_BUSY_POLL_BUDGET, i32::from(budget), "setting SO_BUSY_POLL_BUDGET"),
+        ] {
+            // SAFETY: setsockopt on our own open socket with a pointer to a live c_int and its
+            // exact size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&v as *const i32).cast::<libc::c_void>(),
+                    std::mem::size_of::<i32>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(XskError::Socket {
+                    what,
+                    ifname: self.ifname.clone(),
+                    queue: self.queue,
+                    source: io::Error::last_os_error(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Run the driver's receive processing for this socket now (busy polling; see
+    /// [`Port::set_busy_poll`]): one non-blocking `recvfrom`.
+    #[inline]
+    pub(crate) fn busy_poll(&mut self) {
+        self.c.busy_polls += 1;
+        // SAFETY: recvfrom with a null, zero-length buffer on our own socket only runs the
+        // socket's receive processing (its NAPI busy loop); nothing is written to memory.
+        unsafe {
+            libc::recvfrom(
+                self.fd,
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
     }
 
     /// Read up to `out.len()` received descriptors; their frames pass into our hands.

@@ -22,6 +22,8 @@ pub struct SideStats {
     pub tx_kicks: u64,
     /// Kicks that failed with an unexpected error.
     pub tx_kick_errors: u64,
+    /// Busy-poll calls made ([`crate::SocketPair::busy_poll`]).
+    pub busy_polls: u64,
     /// Times the fill ring could not be topped up completely (free list short).
     pub fill_short: u64,
     /// Fill-ring wake-ups made because the driver asked (need_wakeup).

@@ -1,9 +1,10 @@
 //! `xdp-bare`: the bare AF_XDP loops, built only from `scrubber-xsk`. No judging, no parsing:
 //! `drop` receives and recycles, `forward` moves every frame from ext to int and from int to
-//! ext. This is the ceiling of the machine the scrubber is compared against.
+//! ext; `reflect` sends every frame back out of the side it came in on (MACs swapped). This is
+//! the ceiling of the machine the scrubber is compared against.
 //!
 //! ```text
-//! xdp-bare --ext IF --int IF --mode drop|forward [--queue 0] [--core N]
+//! xdp-bare --ext IF --int IF --mode drop|forward|reflect [--queue 0] [--core N]
 //!          [--poll spin|yield|block] [--seconds S] [--json]
 //! ```
 //!
@@ -22,6 +23,9 @@ enum Mode {
     Drop,
     /// ext → int and int → ext, moving descriptors (no copy).
     Forward,
+    /// Back out of the arrival side with the MAC addresses swapped (the bare equivalent of
+    /// answering every frame, as a SYN proxy answers SYNs).
+    Reflect,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -72,10 +76,13 @@ struct Args {
     /// What to do with received frames.
     #[arg(long, value_enum)]
     mode: Mode,
-    /// Queue to serve on both interfaces.
+    /// Queue to serve on both interfaces (the first, with --queues).
     #[arg(long, default_value_t = 0)]
     queue: u32,
-    /// Pin the loop to this CPU core.
+    /// Serve this many queues from --queue on, one thread each (thread i on core --core + i).
+    #[arg(long, default_value_t = 1)]
+    queues: u32,
+    /// Pin the loop to this CPU core (thread i of --queues to core + i).
     #[arg(long)]
     core: Option<usize>,
     /// What to do when a round finds no frames.
@@ -121,8 +128,103 @@ struct Counts {
     tx_full_drops: u64,
 }
 
+fn pin(c: usize) -> Result<()> {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    let id = ids.into_iter().find(|i| i.id == c).with_context(|| format!("no CPU core {c} to pin to"))?;
+    if !core_affinity::set_for_current(id) {
+        bail!("pinning to core {c} failed");
+    }
+    Ok(())
+}
+
+/// A loop on one more queue (with --queues): the same as the main loop, without reports.
+fn serve_more(
+    a: &Args,
+    queue: u32,
+    core: Option<usize>,
+    progs: &[std::sync::Arc<XdpProgram>],
+    end: Instant,
+) -> Result<Counts> {
+    // Not `pin`: this thread inherited the main thread's one-core affinity, which is all
+    // `get_core_ids` would list.
+    if let Some(c) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            bail!("pinning queue {queue}'s thread to core {c} failed");
+        }
+    }
+    let mut cfg = SocketPairConfig::new(&a.ext, &a.int, queue);
+    cfg.frame_size = a.frame_size;
+    cfg.frame_count = a.frames;
+    (cfg.rx_size, cfg.tx_size, cfg.fill_size, cfg.comp_size) = (a.ring, a.ring, a.ring, a.ring);
+    let mut w = SocketPair::new(&cfg).with_context(|| format!("opening the AF_XDP sockets of queue {queue}"))?;
+    for (i, side) in Side::BOTH.iter().enumerate() {
+        progs[i].register(queue, w.fd(*side))?;
+    }
+    let mut batch = [Desc::default(); 256];
+    let batch = &mut batch[..a.batch];
+    let mut c = Counts::default();
+    while Instant::now() < end {
+        let got = round(a, &mut w, batch, &mut c);
+        w.service();
+        if got == 0 {
+            match a.poll {
+                Poll::Spin => {}
+                Poll::Yield => std::thread::yield_now(),
+                Poll::Block => {
+                    w.poll_wait(100);
+                }
+            }
+        }
+    }
+    w.service();
+    Ok(c)
+}
+
+/// One round over both sides: receive, then drop, forward or reflect. Returns frames received.
+fn round(a: &Args, w: &mut SocketPair, batch: &mut [Desc], c: &mut Counts) -> usize {
+    let mut got = 0;
+    for side in Side::BOTH {
+        let n = w.rx_batch(side, batch);
+        if n == 0 {
+            continue;
+        }
+        got += n;
+        c.rx[side as usize] += n as u64;
+        match a.mode {
+            Mode::Drop => w.recycle(&batch[..n]),
+            Mode::Forward | Mode::Reflect => {
+                let out = if a.mode == Mode::Reflect {
+                    for d in &batch[..n] {
+                        if let Some(f) = w.frame_mut(d) {
+                            if f.len() >= 12 {
+                                let mut mac = [0u8; 6];
+                                mac.copy_from_slice(&f[..6]);
+                                f.copy_within(6..12, 0);
+                                f[6..12].copy_from_slice(&mac);
+                            }
+                        }
+                    }
+                    side
+                } else {
+                    side.other()
+                };
+                let sent = w.tx_batch(out, &batch[..n]);
+                c.tx[out as usize] += sent as u64;
+                if sent < n {
+                    c.tx_full_drops += (n - sent) as u64;
+                    w.recycle(&batch[sent..n]);
+                }
+            }
+        }
+    }
+    got
+}
+
 fn main() -> Result<()> {
     let a = Args::parse();
+    if a.queues == 0 || a.queues > 64 {
+        bail!("--queues takes 1 to 64");
+    }
     if !(1..=256).contains(&a.batch) {
         bail!("--batch takes 1 to 256");
     }
@@ -133,11 +235,7 @@ fn main() -> Result<()> {
         eprintln!("warning: debug build; for figures run `cargo run --release -p scrubber-perf --bin xdp-bare -- ...`");
     }
     if let Some(c) = a.core {
-        let ids = core_affinity::get_core_ids().unwrap_or_default();
-        let id = ids.into_iter().find(|i| i.id == c).with_context(|| format!("no CPU core {c} to pin to"))?;
-        if !core_affinity::set_for_current(id) {
-            bail!("pinning to core {c} failed");
-        }
+        pin(c)?;
     }
     let limit = scrubber_xsk::raise_memlock();
     let mut cfg = SocketPairConfig::new(&a.ext, &a.int, a.queue);
@@ -164,8 +262,18 @@ fn main() -> Result<()> {
         let queues = scrubber_xsk::rx_queue_count(&ifname)?;
         let p = XdpProgram::attach(&ifname, queues, mode, fallback)?;
         p.register(a.queue, w.fd(side))?;
-        progs.push(p);
+        progs.push(std::sync::Arc::new(p));
     }
+    // The other queues, one thread each, until the same end.
+    let end_all = Instant::now() + Duration::from_secs(a.seconds);
+    let more: Vec<std::thread::JoinHandle<Result<Counts>>> = (1..a.queues)
+        .map(|i| {
+            let (a2, progs2) = (Args::parse(), progs.clone());
+            let q = a.queue + i;
+            let core = a.core.map(|c| c + i as usize);
+            std::thread::spawn(move || serve_more(&a2, q, core, &progs2, end_all))
+        })
+        .collect();
     let info = format!(
         "xdp-bare {:?} on {} + {} queue {}: ext {} int {}, XDP {mode}, poll {:?}, memlock {limit}",
         a.mode,
@@ -200,27 +308,7 @@ fn main() -> Result<()> {
     let mut second = 0u64;
     let mut rounds = 0u32;
     loop {
-        let mut got = 0;
-        for side in Side::BOTH {
-            let n = w.rx_batch(side, batch);
-            if n == 0 {
-                continue;
-            }
-            got += n;
-            c.rx[side as usize] += n as u64;
-            match a.mode {
-                Mode::Drop => w.recycle(&batch[..n]),
-                Mode::Forward => {
-                    let out = side.other();
-                    let sent = w.tx_batch(out, &batch[..n]);
-                    c.tx[out as usize] += sent as u64;
-                    if sent < n {
-                        c.tx_full_drops += (n - sent) as u64;
-                        w.recycle(&batch[sent..n]);
-                    }
-                }
-            }
-        }
+        let got = round(&a, &mut w, batch, &mut c);
         w.service();
         rounds = rounds.wrapping_add(1);
         if got == 0 {
@@ -259,6 +347,19 @@ fn main() -> Result<()> {
         w.service();
     }
     w.service();
+    for h in more {
+        match h.join() {
+            Ok(Ok(m)) => {
+                for i in 0..2 {
+                    c.rx[i] += m.rx[i];
+                    c.tx[i] += m.tx[i];
+                }
+                c.tx_full_drops += m.tx_full_drops;
+            }
+            Ok(Err(e)) => bail!(e),
+            Err(_) => bail!("a queue's thread panicked"),
+        }
+    }
     let secs = start.elapsed().as_secs_f64();
     let st = w.stats();
     let acct = w.check_accounting();

@@ -51,6 +51,10 @@ enum PeerCmd {
         /// Print `progress ok=… failed=… stalled=…` on stderr every second.
         #[arg(long)]
         progress: bool,
+        /// Stop opening connections after this many seconds (even if fewer than N were
+        /// opened): a handshake prober for a fixed time.
+        #[arg(long, value_name = "S")]
+        seconds: Option<f64>,
     },
     /// One bulk transfer with a hash check; prints JSON {bytes, hash_ok, secs, mbit_s, error}.
     /// Exit 1 if the data did not arrive intact.
@@ -95,9 +99,22 @@ pub fn cmd_peer(a: PeerArgs) -> Result<()> {
             peer::serve(listen, stop)?;
             Ok(())
         }
-        PeerCmd::Connect { to, count, rate, parallel, timeout_ms, progress } => {
+        PeerCmd::Connect { to, count, rate, parallel, timeout_ms, progress, seconds } => {
             let rate = rate.as_deref().map(parse_rate).transpose()?;
-            let o = ConnectOptions { to, count, rate, parallel, timeout: Duration::from_millis(timeout_ms), progress };
+            let duration = match seconds {
+                Some(s) if s.is_finite() && s > 0.0 && s <= 3600.0 => Some(Duration::from_secs_f64(s)),
+                Some(s) => bail!("--seconds {s}: give a time between 0 and 3600 seconds"),
+                None => None,
+            };
+            let o = ConnectOptions {
+                to,
+                count,
+                rate,
+                parallel,
+                timeout: Duration::from_millis(timeout_ms),
+                progress,
+                duration,
+            };
             let rep = peer::connect(&o)?;
             println!("{}", serde_json::to_string(&rep)?);
             if rep.failed > 0 {

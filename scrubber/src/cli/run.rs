@@ -54,6 +54,11 @@ pub struct RunArgs {
     /// What a worker does when its rings are empty [default: block].
     #[arg(long, value_enum)]
     poll: Option<PollArg>,
+    /// With `--poll block` or `busy`: keep polling (yielding the core) this long after the last
+    /// frame before sleeping. 0 (the default) sleeps at once: measured best when the worker
+    /// shares its core with the kernel's receive work (README "Performance").
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    idle_spin_us: u32,
     /// Apply the NAPI knobs (defer hard IRQs 2, GRO flush 20 µs, threaded NAPI, NAPI threads
     /// SCHED_FIFO 50 on the workers' cores); restored at exit.
     #[arg(long)]
@@ -82,8 +87,13 @@ enum PollArg {
     Spin,
     /// sched_yield between empty polls.
     Yield,
-    /// Sleep in poll(2) on both sockets until a frame arrives (at most 10 ms).
+    /// Sleep in poll(2) on both sockets until a frame arrives (at most 10 ms), after
+    /// --idle-spin-us of polling.
     Block,
+    /// Preferred busy polling: the worker runs its queues' receive processing itself, between
+    /// its batches (for a worker sharing its core with that work); idle as `block`. Sets
+    /// napi_defer_hard_irqs and gro_flush_timeout on ext and int (restored at exit).
+    Busy,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -111,7 +121,9 @@ pub fn run(a: RunArgs) -> Result<()> {
             Some(PollArg::Spin) => Poll::Spin,
             Some(PollArg::Yield) => Poll::Yield,
             Some(PollArg::Block) => Poll::Block,
+            Some(PollArg::Busy) => Poll::Busy,
         },
+        idle_spin_us: a.idle_spin_us,
         napi_tune: a.napi_tune,
         generic: a.generic,
         fallback: match a.fallback {

@@ -79,6 +79,9 @@ pub enum ConfigError {
     /// A bad `--ring-size`.
     #[error("--ring-size {0}: give a power of two from 64 to 16384")]
     RingSize(u32),
+    /// A bad `--idle-spin-us`.
+    #[error("--idle-spin-us {0}: give 0 to 1000000 microseconds")]
+    IdleSpin(u32),
     /// A bad `--zero-copy`.
     #[error("--zero-copy: {0}")]
     ZeroCopy(String),
@@ -281,6 +284,8 @@ pub struct RunRequest {
     pub ring_size: u32,
     /// `--poll`.
     pub poll: Poll,
+    /// `--idle-spin-us`.
+    pub idle_spin_us: u32,
     /// `--napi-tune`.
     pub napi_tune: bool,
     /// `--generic`.
@@ -309,6 +314,7 @@ impl RunRequest {
             frame_size: defaults::FRAME_SIZE,
             ring_size: defaults::RING_SIZE,
             poll: defaults::POLL,
+            idle_spin_us: 0,
             napi_tune: false,
             generic: false,
             fallback: Fallback::Pass,
@@ -334,6 +340,8 @@ pub struct RunConfig {
     pub xsk: SocketPairConfig,
     /// Idle strategy.
     pub poll: Poll,
+    /// How long a `block` or `busy` worker keeps polling after its last frame before it sleeps.
+    pub idle_spin: std::time::Duration,
     /// Apply the NAPI knobs.
     pub napi_tune: bool,
     /// Native or generic XDP.
@@ -361,6 +369,9 @@ impl RunConfig {
         if !req.ring_size.is_power_of_two() || !(64..=16384).contains(&req.ring_size) {
             return Err(ConfigError::RingSize(req.ring_size));
         }
+        if req.idle_spin_us > 1_000_000 {
+            return Err(ConfigError::IdleSpin(req.idle_spin_us));
+        }
         let (policy, warnings) = resolve_policy(req.rules.as_deref(), &req.protect)?;
         let setting = policy.loaded().and_then(|l| l.compiled.settings().cookie_secret.clone());
         let cookie_key = resolve_cookie_key(req.cookie_secret.as_deref(), setting.as_deref())?;
@@ -382,6 +393,7 @@ impl RunConfig {
             cores_spec: req.cores,
             xsk,
             poll: req.poll,
+            idle_spin: std::time::Duration::from_micros(u64::from(req.idle_spin_us)),
             napi_tune: req.napi_tune,
             attach: if req.generic { AttachMode::Generic } else { AttachMode::Native },
             fallback: req.fallback,

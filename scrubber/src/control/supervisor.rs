@@ -20,7 +20,11 @@ use super::signals::{SignalError, Signals};
 use super::telemetry::{ServerInfo, Snapshot, StatsServer, TelemetryError};
 use crate::dataplane::inbox::policy_channels;
 use crate::dataplane::stats::{Publisher, WorkerStats};
-use crate::dataplane::{self, Shared, WorkerSetup};
+use crate::dataplane::{self, Poll, Shared, WorkerSetup};
+
+/// `gro_flush_timeout` for `--poll busy`: how long the kernel waits for a worker to poll
+/// before it processes the queue itself (and wakes the worker).
+const BUSY_GRO_FLUSH_NS: u64 = 200_000;
 use crate::engine::{Engine, EngineError};
 
 /// How often the control loop wakes up.
@@ -230,7 +234,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     let ext_prog = Arc::new(XdpProgram::attach(&cfg.ext, queues, cfg.attach, cfg.fallback)?);
     let int_queues = scrubber_xsk::rx_queue_count(&cfg.int)?;
     let int_prog = Arc::new(XdpProgram::attach(&cfg.int, int_queues, cfg.attach, cfg.fallback)?);
-    let shared = Arc::new(Shared::new(workers, [ext_prog, int_prog]));
+    let shared = Arc::new(Shared::new(workers, [ext_prog, int_prog]).map_err(RunError::Thread)?);
 
     let (feed, inboxes) = policy_channels(workers);
     let publishers: Vec<Publisher> = (0..workers).map(|i| Publisher::new(WorkerStats::new(i, &targets))).collect();
@@ -241,7 +245,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     for (i, ((engine, inbox), publisher)) in engines.into_iter().zip(inboxes).zip(publishers).enumerate() {
         let mut xsk = cfg.xsk.clone();
         xsk.queue = i as u32;
-        let setup = WorkerSetup { index: i, core: Some(cfg.cores[i]), xsk, poll: cfg.poll };
+        let setup = WorkerSetup { index: i, core: Some(cfg.cores[i]), xsk, poll: cfg.poll, idle_spin: cfg.idle_spin };
         let shared = shared.clone();
         let ready = ready_tx.clone();
         handles.push(
@@ -270,7 +274,20 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     }
     let mut knobs = if cfg.napi_tune {
         let ifs = [cfg.ext.as_str(), cfg.int.as_str()];
-        Some(Knobs::apply(&KnobConfig::recommended(&ifs, &cfg.cores))?)
+        let mut k = KnobConfig::recommended(&ifs, &cfg.cores);
+        if cfg.poll == Poll::Busy {
+            k.gro_flush_timeout_ns = Some(BUSY_GRO_FLUSH_NS);
+        }
+        Some(Knobs::apply(&k)?)
+    } else if cfg.poll == Poll::Busy {
+        // Busy polling needs the kernel to leave the NAPI instances to the workers while they
+        // poll: hard-IRQ deferral and a GRO flush timeout (the timer that takes over when a
+        // worker stops polling).
+        let ifs = [cfg.ext.as_str(), cfg.int.as_str()];
+        let mut k = KnobConfig::none(&ifs);
+        k.napi_defer_hard_irqs = Some(2);
+        k.gro_flush_timeout_ns = Some(BUSY_GRO_FLUSH_NS);
+        Some(Knobs::apply(&k)?)
     } else {
         None
     };

@@ -43,8 +43,15 @@ pub enum Poll {
     Spin,
     /// `sched_yield` between empty polls.
     Yield,
-    /// Sleep in poll(2) on both sockets until a frame arrives (at most 10 ms).
+    /// Sleep in poll(2) on both sockets until a frame arrives (at most 10 ms) — after polling
+    /// for the worker's idle spin time (`--idle-spin-us`, default 0), yielding the core.
     Block,
+    /// Preferred busy polling: the worker runs its queues' receive processing (the driver's
+    /// NAPI poll) itself, a batch at a time, between its own batches, instead of competing
+    /// for the core with a NAPI thread or softirq — the setting for a worker that shares its
+    /// core with its queues' receive work. Idle, as `Block`. Sets the interfaces'
+    /// `napi_defer_hard_irqs` (2) and `gro_flush_timeout` (200 µs), restored at exit.
+    Busy,
 }
 
 impl Poll {
@@ -54,6 +61,7 @@ impl Poll {
             Poll::Spin => "spin",
             Poll::Yield => "yield",
             Poll::Block => "block",
+            Poll::Busy => "busy",
         }
     }
 }

@@ -33,6 +33,10 @@ crate::counters! {
         counter "rings" tx_kicks,
         /// Times the worker polled its rings (loop iterations that looked for work).
         counter "rings" polls,
+        /// Second frames of two-frame verdicts (the backend's ACK beside a forwarded SYN-ACK,
+        /// a reset beside a reconnecting SYN) that found no free UMEM frame: only the first
+        /// went out (the peer retransmits).
+        counter "rings" second_frame_lost,
         /// Frames this worker handed to another worker because that worker owns the flow.
         counter "hand-offs" handoffs_out,
         /// Frames this worker received from other workers for flows it owns.
@@ -40,10 +44,6 @@ crate::counters! {
         /// Frames that could not be handed over (the owner's queue was full, or the frame too
         /// large): dropped.
         counter "hand-offs" handoff_dropped,
-        /// Second frames of two-frame verdicts (the backend's ACK beside a forwarded SYN-ACK,
-        /// a reset beside a reconnecting SYN) that found no free UMEM frame: only the first
-        /// went out (the peer retransmits).
-        counter "rings" second_frame_lost,
     }
 }
 

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::queue::ArrayQueue;
-use scrubber_xsk::{Desc, Side, SocketPair, SocketPairConfig, XdpProgram};
+use scrubber_xsk::{Desc, Side, SocketPair, SocketPairConfig, Waker, XdpProgram};
 
 use super::handoff::{flow_owner, hand_off, HandedOff, Handoff, HANDOFF_QUEUE};
 use super::inbox::PolicyInbox;
 use super::stats::{Publisher, RingStats};
 use super::{now_ns, Poll, BATCH};
+
+/// `SO_BUSY_POLL` of `--poll busy`: how long one busy poll may spin in the kernel for frames.
+const BUSY_POLL_USECS: u32 = 20;
 use arrayvec::ArrayVec;
 
 use crate::engine::{Direction, DropReason, Engine, Job, Verdict};
@@ -22,18 +25,22 @@ pub struct Shared {
     pub running: AtomicBool,
     /// Hand-off queue of each worker.
     pub handoff: Vec<ArrayQueue<Handoff>>,
+    /// Wake-up of each worker, given with the frames handed to it (a worker asleep in poll(2)
+    /// would otherwise see them only at its next frame or timeout).
+    pub wakers: Vec<Waker>,
     /// The redirect programs on ext and int.
     pub programs: [Arc<XdpProgram>; 2],
 }
 
 impl Shared {
     /// For `workers` workers.
-    pub fn new(workers: usize, programs: [Arc<XdpProgram>; 2]) -> Self {
-        Shared {
+    pub fn new(workers: usize, programs: [Arc<XdpProgram>; 2]) -> std::io::Result<Self> {
+        Ok(Shared {
             running: AtomicBool::new(true),
             handoff: (0..workers).map(|_| ArrayQueue::new(HANDOFF_QUEUE)).collect(),
+            wakers: (0..workers).map(|_| Waker::new()).collect::<std::io::Result<_>>()?,
             programs,
-        }
+        })
     }
 }
 
@@ -48,6 +55,8 @@ pub struct WorkerSetup {
     pub xsk: SocketPairConfig,
     /// Idle strategy.
     pub poll: Poll,
+    /// How long to keep polling after the last frame before sleeping (`Block`, `Busy`).
+    pub idle_spin: Duration,
 }
 
 /// Per-batch output lists, preallocated: what to transmit on each side (forwards out the
@@ -118,6 +127,15 @@ pub fn worker_main(
             return WorkerEnd { accounting_error: None };
         }
     };
+    if setup.poll == Poll::Busy {
+        if let Err(e) = w.set_busy_poll(BUSY_POLL_USECS, BATCH as u16) {
+            let _ = ready.send(Err(format!(
+                "worker {}: --poll busy: {e} (preferred busy polling needs Linux 5.11 or later)",
+                setup.index
+            )));
+            return WorkerEnd { accounting_error: None };
+        }
+    }
     let q = setup.xsk.queue;
     for (i, side) in Side::BOTH.iter().enumerate() {
         if let Err(e) = shared.programs[i].register(q, w.fd(*side)) {
@@ -145,6 +163,8 @@ pub fn worker_main(
     let mut last_publish = Instant::now();
     let mut last_sweep = Instant::now();
     let mut draining_until: Option<Instant> = None;
+    let mut idle_since: Option<Instant> = None;
+    let idle_spin = setup.idle_spin;
 
     loop {
         if !shared.running.load(Ordering::Relaxed) {
@@ -159,6 +179,9 @@ pub fn worker_main(
         }
         inbox.poll(&mut engine);
         ls.polls += 1;
+        if setup.poll == Poll::Busy {
+            w.busy_poll();
+        }
         let now = now_ns();
         let mut work = 0;
         for side in Side::BOTH {
@@ -169,12 +192,16 @@ pub fn worker_main(
             }
             let dir = if side == Side::Ext { Direction::Inbound } else { Direction::Outbound };
             let mut m = 0;
+            let mut woken = 0u64; // owners to wake, one bit each (at most 64 workers)
             for d in &rx[..got] {
                 if n > 1 {
                     if let Some(owner) = w.frame(d).and_then(|f| flow_owner(f, n)) {
                         if owner != me {
                             match hand_off(&mut w, &shared.handoff[owner], d, dir) {
-                                HandedOff::Queued => ls.handoffs_out += 1,
+                                HandedOff::Queued => {
+                                    ls.handoffs_out += 1;
+                                    woken |= 1 << (owner % 64);
+                                }
                                 HandedOff::Dropped => ls.handoff_dropped += 1,
                             }
                             out.drop(*d);
@@ -184,6 +211,13 @@ pub fn worker_main(
                 }
                 own[m] = *d;
                 m += 1;
+            }
+            while woken != 0 {
+                let o = woken.trailing_zeros() as usize;
+                woken &= woken - 1;
+                if let Some(wk) = shared.wakers.get(o) {
+                    wk.wake();
+                }
             }
             let dirs = [dir; BATCH];
             judge_batch(&mut w, &mut engine, now, &dirs[..m], &mut own[..m], &mut extras, &mut out, &mut ls);
@@ -230,10 +264,23 @@ pub fn worker_main(
             match setup.poll {
                 Poll::Spin => std::hint::spin_loop(),
                 Poll::Yield => std::thread::yield_now(),
-                Poll::Block => {
-                    let _ = w.poll_wait(10);
+                Poll::Block | Poll::Busy => {
+                    // Keep polling (yielding the core) for the idle spin time after the last
+                    // frame, then sleep until one arrives.
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < idle_spin {
+                        std::thread::yield_now();
+                    } else if n > 1 {
+                        let wk = &shared.wakers[me];
+                        let _ = w.poll_wait_with(10, Some(wk.fd()));
+                        wk.clear();
+                    } else {
+                        let _ = w.poll_wait(10);
+                    }
                 }
             }
+        } else {
+            idle_since = None;
         }
         if last_publish.elapsed() >= Duration::from_millis(100) {
             publish(&publisher, &engine, &w, &ls);

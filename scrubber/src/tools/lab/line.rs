@@ -49,6 +49,9 @@ pub enum Flood {
     /// UDP from 198.18.0.1 (64 source ports) to 198.18.0.10:9: valid traffic every middle
     /// forwards.
     Udp,
+    /// TCP SYN from random spoofed 198.19.0.0/16 sources and ports to 198.18.0.10:80: a SYN
+    /// proxy answers every one with a cookie SYN-ACK.
+    Syn,
 }
 
 /// Format a MAC address as trafgen and ip(8) read it.
@@ -64,6 +67,11 @@ pub fn trafgen_config(flood: Flood, src_mac: &[u8; 6], dst_mac: &[u8; 6]) -> Str
             "{{\n{eth}  ipv4(sa=198.19.0.0, sa[2:2]=drnd(), da={SINK_IP}, ttl=64),\n  \
              tcp(sp=drnd(1024, 65535), dp={PORT}, seq=drnd(), aseq=drnd(), ack, psh, win=512),\n  \
              fill(0x41, 10)\n}}\n"
+        ),
+        Flood::Syn => format!(
+            "{{\n{eth}  ipv4(sa=198.19.0.0, sa[2:2]=drnd(), da={SINK_IP}, ttl=64),\n  \
+             tcp(sp=drnd(1024, 65535), dp={PORT}, seq=drnd(), syn, win=64240),\n  \
+             fill(0x00, 10)\n}}\n"
         ),
         Flood::Udp => format!(
             "{{\n{eth}  ipv4(sa={GEN_IP}, da={SINK_IP}, ttl=64),\n  \
@@ -369,6 +377,11 @@ impl Line {
     /// Build the line with names starting with `tag`. On error everything created so far is
     /// removed.
     pub fn create(tag: &str) -> Result<Line, LabError> {
+        Self::create_with_queues(tag, 1)
+    }
+
+    /// [`Line::create`] with `queues` rx and tx queues on every veth (one per middle worker).
+    pub fn create_with_queues(tag: &str, queues: u16) -> Result<Line, LabError> {
         let mut t = Line {
             tag: tag.into(),
             gen_ns: format!("{tag}g"),
@@ -392,8 +405,15 @@ impl Line {
             )?;
         }
         let (g, m, s) = (t.gen_ns.clone(), t.mid_ns.clone(), t.sink_ns.clone());
-        ip(&["link", "add", &t.gen_if, "netns", &g, "type", "veth", "peer", "name", &t.ext, "netns", &m])?;
-        ip(&["link", "add", &t.int, "netns", &m, "type", "veth", "peer", "name", &t.sink_if, "netns", &s])?;
+        let q = queues.max(1).to_string();
+        let nq = ["numtxqueues", q.as_str(), "numrxqueues", q.as_str()];
+        for (a, an, b, bn) in [(&t.gen_if, &g, &t.ext, &m), (&t.int, &m, &t.sink_if, &s)] {
+            let mut argv = vec!["link", "add", a.as_str(), "netns", an.as_str()];
+            argv.extend(nq);
+            argv.extend(["type", "veth", "peer", "name", b.as_str(), "netns", bn.as_str()]);
+            argv.extend(nq);
+            ip(&argv)?;
+        }
         ip(&["-n", &g, "link", "set", &t.gen_if, "address", &mac_str(&GEN_MAC)])?;
         ip(&["-n", &s, "link", "set", &t.sink_if, "address", &mac_str(&SINK_MAC)])?;
         for (ns, ifn) in [(&g, &t.gen_if), (&m, &t.ext), (&m, &t.int), (&s, &t.sink_if)] {
@@ -453,11 +473,17 @@ impl Line {
     /// Pin the NAPI threads of the middle's veths to `cpu`; with `fifo`, also SCHED_FIFO 50
     /// (else SCHED_OTHER). Returns how many threads were found.
     pub fn pin_napi(&self, cpu: usize, fifo: bool) -> Result<usize, LabError> {
+        self.pin_napi_to(&[cpu], fifo)
+    }
+
+    /// [`Line::pin_napi`], the thread of queue *i* to `cpus[i % len]`.
+    pub fn pin_napi_to(&self, cpus: &[usize], fifo: bool) -> Result<usize, LabError> {
         let mut n = 0;
         for ifn in [&self.ext, &self.int] {
             let threads = crate::control::knobs::napi_threads(Path::new("/proc"), ifn)
                 .ctx(&format!("finding the NAPI threads of {ifn}"))?;
-            for pid in threads.iter().map(|t| t.pid) {
+            for (i, pid) in threads.iter().map(|t| t.pid).enumerate() {
+                let cpu = cpus.get(i % cpus.len().max(1)).copied().unwrap_or(0);
                 run(Command::new("taskset").args(["-p", "-c", &cpu.to_string(), &pid.to_string()]))?;
                 if fifo {
                     run(Command::new("chrt").args(["-f", "-p", "50", &pid.to_string()]))?;
@@ -467,6 +493,45 @@ impl Line {
                 n += 1;
             }
         }
+        Ok(n)
+    }
+
+    /// Give `ifn` (in `ns`) a NAPI thread of its own, pinned to `cpu`: its receive work then
+    /// runs there instead of on the transmitting CPU (a veth without NAPI receives in the
+    /// sender's context). For the line's end hosts, so that what they receive from the middle
+    /// (the sink's server traffic, answers towards the generator) is not charged to the middle's
+    /// core. GRO stays on: the NAPI instance exists only with GRO (or XDP). Returns the threads
+    /// pinned.
+    pub fn napi_on_core(&self, ns: &str, ifn: &str, cpu: usize) -> Result<usize, LabError> {
+        sh_in_ns(ns, &format!("ethtool -K {ifn} gro on && echo 1 > /sys/class/net/{ifn}/threaded"))
+            .ctx(&format!("enabling threaded NAPI on {ifn}"))?;
+        let threads = crate::control::knobs::napi_threads(Path::new("/proc"), ifn)
+            .ctx(&format!("finding the NAPI threads of {ifn}"))?;
+        for t in &threads {
+            run(Command::new("taskset").args(["-p", "-c", &cpu.to_string(), &t.pid.to_string()]))?;
+        }
+        Ok(threads.len())
+    }
+
+    /// Keep the end hosts' work off the middle's core: the generator's and the sink's veths
+    /// receive in NAPI threads of their own on `host_cpu` (a veth without NAPI receives in the
+    /// sender's context — the middle's transmit, on the middle's core), the middle's veths
+    /// send without TSO (else a veth bypasses its peer's NAPI), and answers to the spoofed
+    /// flood sources die at the generator's ingress. Returns the NAPI threads pinned.
+    pub fn isolate_middle_core(&self, host_cpu: usize) -> Result<usize, LabError> {
+        let mut n = 0;
+        for (ns, ifn) in [(&self.gen_ns, &self.gen_if), (&self.sink_ns, &self.sink_if)] {
+            n += self.napi_on_core(ns, ifn, host_cpu)?;
+        }
+        for ifn in [&self.ext, &self.int] {
+            sh_in_ns(&self.mid_ns, &format!("ethtool -K {ifn} tso off gso off"))?;
+        }
+        let rules = format!(
+            "table netdev wbg {{\n  chain answers {{\n    type filter hook ingress device \"{}\" priority 0;\n    \
+             ip daddr 198.19.0.0/16 drop\n  }}\n}}",
+            self.gen_if
+        );
+        self.nft(&self.gen_ns, "gen-ingress.nft", &rules).ctx("installing the generator's ingress drop")?;
         Ok(n)
     }
 

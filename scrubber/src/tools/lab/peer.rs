@@ -298,6 +298,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Print `progress ok=… failed=… stalled=…` to stderr every second.
     pub progress: bool,
+    /// Open no new connection after this long (`None`: until `count` are done).
+    pub duration: Option<Duration>,
 }
 
 /// The result of [`connect`] (printed as JSON by `scrubber peer connect`).
@@ -366,7 +368,7 @@ pub fn connect(o: &ConnectOptions) -> Result<ConnectReport, PeerError> {
             let mut lat = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= o.count {
+                if i >= o.count || o.duration.is_some_and(|d| start.elapsed() >= d) {
                     break;
                 }
                 if let Some(rate) = o.rate {
@@ -619,6 +621,7 @@ mod tests {
             parallel: 4,
             timeout: Duration::from_secs(5),
             progress: false,
+            duration: None,
         })
         .unwrap();
         assert_eq!((rep.ok, rep.failed), (200, 0), "{rep:?}");
@@ -653,6 +656,7 @@ mod tests {
             parallel: 1,
             timeout: Duration::from_secs(1),
             progress: false,
+            duration: None,
         })
         .unwrap();
         assert_eq!((rep.ok, rep.failed), (0, 3));
