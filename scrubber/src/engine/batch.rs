@@ -138,14 +138,14 @@ impl Engine {
         // 3. Probe the tags, prefetch the entries; the cookie MACs of untracked ACKs.
         let mut n = 0;
         let mut now = self.now_ns;
+        let mut has_memo = 0u64; // frames of the round with cookie MACs computed ahead
         for (k, j) in jobs.iter().enumerate() {
             now = now.max(j.now_ns);
-            sc.memos[k] = MacMemo::EMPTY;
             if j.dir == Direction::Inbound && self.judge_rules && sc.errors[k].is_none() {
                 let d = &sc.dissected[k];
                 self.pol.compiled.prefetch_next(d.v6, &d.src, &d.dst);
             }
-            let Some((key, p)) = &sc.probes[k] else { continue };
+            let Some((key, p)) = &mut sc.probes[k] else { continue };
             let maybe = self.table.prefetch_entries(p);
             let t = &sc.dissected[k].tcp;
             if maybe || j.dir != Direction::Inbound || t.flags & (tf::ACK | tf::SYN | tf::RST) != tf::ACK || !t.opts_ok
@@ -160,6 +160,10 @@ impl Engine {
                     break;
                 }
                 if let Some(r) = self.cookies.batch_request(now, key, isn, cookie, tsecr) {
+                    if has_memo & (1 << k) == 0 {
+                        has_memo |= 1 << k;
+                        sc.memos[k] = MacMemo::EMPTY;
+                    }
                     sc.reqs[n] = r;
                     sc.req_of[n] = (k as u8, try_ as u8);
                     n += 1;
@@ -176,15 +180,20 @@ impl Engine {
         // 4. Judge, in order.
         for (k, j) in jobs.iter_mut().enumerate() {
             self.frame_probe = sc.probes[k];
-            self.cookies.set_memo(sc.memos[k]);
+            let memo = has_memo & (1 << k) != 0;
+            if memo {
+                self.cookies.set_memo(sc.memos[k]);
+            }
             let d = match sc.errors[k] {
                 None => Ok(&sc.dissected[k]),
                 Some(e) => Err(e),
             };
             j.verdict = self.judge_dissected(j.now_ns, j.dir, d, &mut j.frame, &mut j.extra);
+            if memo {
+                self.cookies.set_memo(MacMemo::EMPTY);
+            }
         }
         self.frame_probe = None;
-        self.cookies.set_memo(MacMemo::EMPTY);
     }
 
     /// The probe of `key`: the one stage 2 computed for the frame being judged, if it is that

@@ -276,6 +276,9 @@ struct Place {
 pub struct Probe {
     key: u128,
     place: Place,
+    /// Slot + 1 where [`SessionTable::prefetch_entries`] saw the key's tag (0: none): the
+    /// lookup checks it first (re-checking tag and key, as the table may have changed since).
+    hint: u32,
 }
 
 /// Bit `i` set when `t[i] == v`.
@@ -571,7 +574,7 @@ impl SessionTable {
     #[inline]
     pub fn probe(&self, key: &FlowKey) -> Probe {
         let k = self.key_of(key);
-        Probe { key: k, place: self.place(k) }
+        Probe { key: k, place: self.place(k), hint: 0 }
     }
 
     /// Whether `p` is the probe of the IPv4 key `key` (cheap: no hashing); always `false` for
@@ -584,7 +587,12 @@ impl SessionTable {
     /// [`SessionTable::lookup`] of a probed key.
     #[inline]
     pub fn lookup_probe(&mut self, p: &Probe, now_tick: u32) -> Option<SlotId> {
-        let i = self.find(&p.key, p.place)?;
+        let h = p.hint.wrapping_sub(1) as usize;
+        let hinted = p.hint != 0
+            && h <= self.slot_mask
+            && self.tag_at(h) == p.place.tag
+            && self.entries.get(h).is_some_and(|e| e.key == p.key);
+        let i = if hinted { h } else { self.find(&p.key, p.place)? };
         if self.is_expired(&self.entries[i].s, now_tick) {
             self.free(i);
             self.stats.expired += 1;
@@ -846,9 +854,10 @@ impl SessionTable {
     /// Second prefetch of a batch, once the tag groups have arrived: ask for the entries whose
     /// tag matches `p`'s (both cache lines of a 48-byte entry that straddles two) — in
     /// practice the one entry a lookup will compare, or none for an unknown flow.
-    /// Returns whether any tag matched (`false`: the key is certainly absent).
+    /// Returns whether any tag matched (`false`: the key is certainly absent), and notes the
+    /// first matching slot in `p` for the lookup.
     #[inline]
-    pub fn prefetch_entries(&self, p: &Probe) -> bool {
+    pub fn prefetch_entries(&self, p: &mut Probe) -> bool {
         let mut any = false;
         for (n, bkt) in [p.place.a, p.place.b].into_iter().enumerate() {
             if n == 1 && bkt == p.place.a {
@@ -860,9 +869,16 @@ impl SessionTable {
             while m != 0 {
                 let i = bkt * BUCKET + m.trailing_zeros() as usize;
                 m &= m - 1;
+                if p.hint == 0 {
+                    p.hint = i as u32 + 1;
+                }
                 if let Some(e) = self.entries.get(i) {
                     scrubber_intrin::prefetch(e);
-                    scrubber_intrin::prefetch(&e.s.ts_off);
+                    // Entries are 48 bytes: those at 48 and 32 bytes into a 64-byte line (slots
+                    // 4n+1, 4n+2) reach into the next line.
+                    if matches!(i % 4, 1 | 2) {
+                        scrubber_intrin::prefetch(&e.s.ts_off);
+                    }
                 }
             }
         }
@@ -1199,6 +1215,33 @@ mod tests {
     fn high_load_900k_in_1m() {
         let t = fill(1 << 20, 900_000, 0x0fed_cba9_8765_4321);
         assert!(t.len() > 890_000);
+    }
+
+    #[test]
+    fn a_stale_probe_hint_is_never_trusted() {
+        let mut t = SessionTable::new(64, T, 5).unwrap();
+        let a = k4(1);
+        let id = t.insert(&a, sess(SessionState::Established, 0)).unwrap();
+        let mut p = t.probe(&a);
+        assert!(t.prefetch_entries(&mut p));
+        assert_eq!(p.hint, id.0 + 1, "the hint names a's slot");
+        assert_eq!(t.lookup_probe(&p, 0), Some(id));
+        // a leaves; the slot is free (its key bytes remain): the hint must not find a.
+        t.remove(id);
+        assert_eq!(t.lookup_probe(&p, 0), None);
+        // Another key takes the very slot: the hint names it, but the key differs.
+        for i in 2..2000 {
+            let b = k4(i);
+            if let Ok(j) = t.insert(&b, sess(SessionState::Established, 0)) {
+                if j == id {
+                    assert_eq!(t.lookup_probe(&p, 0), None, "a is gone, b is not a");
+                    assert_eq!(t.lookup(&b, 0), Some(j));
+                    return;
+                }
+                t.remove(j);
+            }
+        }
+        panic!("no other key landed in the slot");
     }
 
     #[test]
