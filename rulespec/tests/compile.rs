@@ -702,7 +702,7 @@ fn fingerprints_are_stable_and_distinguish_rules() {
 
 fn example(name: &str) -> Policy {
     let path = rulespec::resolve(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"), &format!("../examples/{name}"));
-    let checked = check(&path, &FsSource);
+    let checked = check(&path, &FsSource::default());
     assert!(!checked.has_errors(), "{}", checked.render());
     checked.policy.unwrap()
 }

@@ -4,7 +4,7 @@ use rulespec::{check, FsSource};
 
 fn example(name: &str) -> rulespec::Policy {
     let path = rulespec::resolve(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"), &format!("../examples/{name}"));
-    let checked = check(&path, &FsSource);
+    let checked = check(&path, &FsSource::default());
     assert!(checked.diagnostics.is_empty(), "{name}:\n{}", checked.render());
     checked.policy.expect("no errors, so a policy")
 }

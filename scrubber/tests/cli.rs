@@ -522,3 +522,60 @@ fn replay_with_rules_matches_protect_shorthand_and_applies_rules() {
     let c = json(&run(&["replay", sample().to_str().unwrap(), "--rules", f.to_str().unwrap(), "--json"]));
     assert_eq!(c["dropped"].as_u64().unwrap(), b["dropped"].as_u64().unwrap() + 20, "{c}");
 }
+
+/// `check` runs every check `run` and `replay` run: the engine's service limit, the secret
+/// file a policy names; and file reading refuses what would hang or exhaust memory, and names
+/// the line of a byte that is not UTF-8.
+#[test]
+fn check_runs_the_loaders_checks_and_reads_files_safely() {
+    let d = tmpdir("check-loaders");
+    // 129 services: the engine supports 128.
+    let mut many = String::from("set web = 198.18.0.0/24\n");
+    for i in 0..129 {
+        many.push_str(&format!("service s{i}\n  dst web\n  ports {}\nend\n", 1000 + i));
+    }
+    let f = d.join("many.rules");
+    std::fs::write(&f, &many).unwrap();
+    let o = run(&["check", p(&f)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("129 services") && stderr(&o).contains("128"), "{}", stderr(&o));
+    let o = run(&["replay", p(&sample()), "--rules", p(&f)]);
+    assert!(!o.status.success(), "replay refuses it as check does");
+
+    // A secret file that is not there.
+    let f = d.join("secret.rules");
+    std::fs::write(&f, "cookie-secret \"/nonexistent/scrubber/cookie.secret\"\ndeny proto 47\n").unwrap();
+    let o = run(&["check", p(&f)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cookie.secret") && stderr(&o).contains("gen-secret"), "{}", stderr(&o));
+    // ... which --cookie-secret on the command line replaces.
+    let key = d.join("k");
+    std::fs::write(&key, "000102030405060708090a0b0c0d0e0f\n").unwrap();
+    let o = run(&["replay", p(&sample()), "--rules", p(&f), "--cookie-secret", p(&key)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // One Latin-1 byte: named with its line and column.
+    let f = d.join("latin1.rules");
+    std::fs::write(&f, b"deny proto 47\n# caf\xe9\n").unwrap();
+    let o = run(&["check", p(&f)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("line 2, column 6"), "{}", stderr(&o));
+
+    // A list file that is too large for the limit, and one that is a FIFO.
+    let list = d.join("big.txt");
+    std::fs::write(&list, "198.18.0.0/24\n".repeat(2000)).unwrap();
+    let f = d.join("big.rules");
+    std::fs::write(&f, "set big file \"big.txt\"\ndeny from big\n").unwrap();
+    assert!(run(&["check", p(&f)]).status.success());
+    let o = run(&["check", p(&f), "--max-file-size", "10K"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--max-file-size"), "{}", stderr(&o));
+    let _ = std::fs::remove_file(&list);
+    if Command::new("mkfifo").arg(&list).status().map(|s| s.success()).unwrap_or(false) {
+        let t0 = std::time::Instant::now();
+        let o = run(&["check", p(&f)]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("FIFO"), "{}", stderr(&o));
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "a FIFO must not block the check");
+    }
+}

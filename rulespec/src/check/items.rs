@@ -165,6 +165,26 @@ impl Checker<'_> {
                 );
             }
         }
+        // Conditions that exclude each other: the rule can never match (a warning, not an
+        // error: the file means something, just not what was written).
+        if let Some(pr) = &m.proto {
+            let never = |what: &str, sp: Span, c: &mut Self, fix: &str| {
+                c.diags.push(
+                    Diagnostic::warning(sp, format!("{what} with proto {}: this rule can never match", pr.node))
+                        .expected(fix.to_string()),
+                );
+            };
+            if let Some(f) = &m.flags {
+                if pr.node != Proto::Tcp {
+                    never("TCP flags", f.span, self, "proto tcp, or no flags");
+                }
+            }
+            for pl in [&m.port, &m.sport].into_iter().flatten() {
+                if !matches!(pr.node, Proto::Tcp | Proto::Udp) {
+                    never("ports", pl.span, self, "proto tcp or udp, or no port");
+                }
+            }
+        }
         let mut limits = Vec::new();
         for l in &r.limits {
             match &l.node {

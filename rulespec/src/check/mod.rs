@@ -498,6 +498,23 @@ impl Checker<'_> {
                 }
             }
         }
+        // Refused early: a file with more rules than the engine supports is not worth checking
+        // rule by rule (and the shadow analysis of hundreds of thousands of rules is long).
+        let count = stmts.iter().filter(|s| matches!(s.node, Stmt::Rule(_))).count();
+        if count > crate::compile::MAX_RULES {
+            if let Some(Stmt::Rule(r)) =
+                stmts.iter().filter(|s| matches!(s.node, Stmt::Rule(_))).nth(crate::compile::MAX_RULES).map(|s| &s.node)
+            {
+                self.diags.push(
+                    Diagnostic::error(
+                        r.action.span,
+                        format!("{count} rules: at most {} are supported", crate::compile::MAX_RULES),
+                    )
+                    .expected("fewer rules: merge rules that differ only in addresses or ports into sets"),
+                );
+            }
+            return p;
+        }
         for s in stmts {
             if let Stmt::Rule(r) = &s.node {
                 if let Some(rule) = self.rule(r, &p, &names) {

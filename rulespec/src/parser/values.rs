@@ -128,6 +128,16 @@ pub(crate) fn prefix(w: &str, s: Span, warn: &mut Vec<Diagnostic>) -> PResult<Pr
         IpAddr::V6(a) => IpAddr::V6(mask6(u128::from(a), len).into()),
     };
     let p = Prefix { addr: masked, len };
+    if let IpAddr::V6(a) = addr {
+        if let Some(v4) = a.to_ipv4_mapped() {
+            // The engine sees an IPv4 packet's addresses as IPv4: a mapped prefix never matches.
+            let v4len = len.saturating_sub(96);
+            warn.push(
+                Diagnostic::warning(s, format!("'{w}' is an IPv4-mapped IPv6 address: it never matches"))
+                    .expected(format!("the IPv4 form, {v4}/{v4len}: IPv4 packets are matched as IPv4")),
+            );
+        }
+    }
     if masked != addr {
         warn.push(
             Diagnostic::warning(s, format!("'{w}' has host bits set; it is read as {p}"))

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
-use scrubber::control::reload::{load_policy, PolicyLoadError};
+use scrubber::control::reload::{load_policy_with, LoadOptions, PolicyLoadError};
 use std::path::PathBuf;
 
 /// Check a rule file and show what it compiles to.
@@ -10,6 +10,8 @@ use std::path::PathBuf;
 /// Reads FILE and everything it includes (and the list files it names), reports every error
 /// and warning with file:line:column, the line and a caret, then prints what was compiled:
 /// settings, sets with their prefix counts, port sets, services, rules in order, and memory.
+/// Runs every check `scrubber run` and `replay` run on a rule file: the engine's limits (e.g. at
+/// most 128 services) and the cookie-secret file it names must be readable.
 /// Exit status 0 when the file is valid (warnings allowed), 1 otherwise.
 ///
 /// Example:
@@ -23,11 +25,15 @@ pub struct CheckArgs {
     /// Print only the diagnostics and the verdict line, not the compiled summary.
     #[arg(long, short)]
     quiet: bool,
+
+    #[command(flatten)]
+    limit: super::FileLimit,
 }
 
 /// Run `scrubber check`.
 pub fn run(a: CheckArgs) -> Result<()> {
-    match load_policy(&a.file) {
+    let o = LoadOptions { max_file_bytes: a.limit.max_file_size, check_secret: true };
+    match load_policy_with(&a.file, &o) {
         Ok(l) => {
             if l.warning_count > 0 {
                 eprintln!("{}", l.warnings);

@@ -19,6 +19,33 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 
+/// `--max-file-size`: largest rule or list file read (bytes, or with K, M, G: KiB, MiB, GiB).
+#[derive(Debug, Args, Clone, Copy)]
+pub(crate) struct FileLimit {
+    /// Largest rule or list file read, e.g. 64M (K, M, G: binary units). A larger file is
+    /// refused before it is read.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    max_file_size: u64,
+}
+
+/// A size: digits with an optional K, M or G (KiB, MiB, GiB) and an optional trailing B/iB.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size: give bytes, or a number with K, M or G (e.g. 64M)"))
+}
+
 /// Inline DDoS packet scrubber.
 ///
 /// An AF_XDP bump in the wire between an internet-facing and a server-facing interface

@@ -80,6 +80,9 @@ pub struct ReplayArgs {
     /// `sessions`, or 1048576].
     #[arg(long, value_name = "N")]
     sessions: Option<usize>,
+
+    #[command(flatten)]
+    limit: super::FileLimit,
 }
 
 /// Run `scrubber replay`.
@@ -94,6 +97,7 @@ pub fn run(a: ReplayArgs) -> Result<()> {
         answers: a.answers,
         cookie_secret: a.cookie_secret,
         sessions: a.sessions,
+        max_file_size: a.limit.max_file_size,
     })?;
     for w in &cfg.warnings {
         eprintln!("{w}");

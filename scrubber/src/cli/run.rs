@@ -79,6 +79,8 @@ pub struct RunArgs {
     /// SYN-cookie secret file [default: the rule file's `cookie-secret`, or random].
     #[arg(long, value_name = "FILE")]
     cookie_secret: Option<PathBuf>,
+    #[command(flatten)]
+    limit: super::FileLimit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -133,6 +135,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         socket: a.socket,
         sessions: a.sessions,
         cookie_secret: a.cookie_secret,
+        max_file_size: a.limit.max_file_size,
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cfg = RunConfig::resolve(req, cores)?;

@@ -14,9 +14,8 @@ use std::path::{Path, PathBuf};
 
 use scrubber_xsk::{AttachMode, Fallback, SocketPairConfig, ZeroCopy};
 
-use super::reload::{load_policy, LoadedPolicy, PolicyLoadError};
+use super::reload::{load_policy_with, LoadOptions, LoadedPolicy, PolicyLoadError};
 use crate::dataplane::Poll;
-use crate::engine::cookie::{CookieError, CookieKey};
 use crate::engine::{EngineConfig, Protected, SynMode};
 
 /// Defaults that depend on nothing else.
@@ -87,59 +86,7 @@ pub enum ConfigError {
     ZeroCopy(String),
 }
 
-/// Why the cookie secret could not be read or made.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    /// The key file could not be read.
-    #[error("cannot read cookie secret file {}: {source} (make one with `scrubber gen-secret > FILE`)", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The key file's text is not a key.
-    #[error("{what}{source}")]
-    Parse {
-        /// Where the file was named (empty, or e.g. "the rule file's cookie-secret setting: ").
-        what: String,
-        /// What is wrong.
-        source: CookieError,
-    },
-    /// The operating system's random source failed.
-    #[error("cannot generate a cookie secret: random source failed: {0}")]
-    Random(getrandom::Error),
-}
-
-/// Read a cookie-secret file (written by `scrubber gen-secret`). The file's permissions are
-/// not checked.
-pub fn load_cookie_secret(path: &Path) -> Result<CookieKey, SecretError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SecretError::Io { path: path.to_path_buf(), source })?;
-    CookieKey::from_file_text(path, &text).map_err(|source| SecretError::Parse { what: String::new(), source })
-}
-
-/// A fresh secret from the operating system's random source.
-pub fn random_cookie_secret() -> Result<CookieKey, SecretError> {
-    let mut b = [0u8; 16];
-    getrandom::getrandom(&mut b).map_err(SecretError::Random)?;
-    Ok(CookieKey::from_bytes(b))
-}
-
-/// The SYN-cookie secret: the `--cookie-secret` file, else the rule file's `cookie-secret`
-/// setting, else random.
-pub fn resolve_cookie_key(arg: Option<&Path>, setting: Option<&str>) -> Result<[u8; 16], SecretError> {
-    Ok(match (arg, setting) {
-        (Some(path), _) => load_cookie_secret(path)?.bytes(),
-        (None, Some(path)) => match load_cookie_secret(Path::new(path)) {
-            Ok(k) => k.bytes(),
-            Err(SecretError::Parse { source, .. }) => {
-                return Err(SecretError::Parse { what: "the rule file's cookie-secret setting: ".into(), source })
-            }
-            Err(e) => return Err(e),
-        },
-        (None, None) => random_cookie_secret()?.bytes(),
-    })
-}
+pub use super::secret::{load_cookie_secret, random_cookie_secret, resolve_cookie_key, SecretError};
 
 /// Where the policy comes from.
 #[derive(Debug)]
@@ -167,9 +114,13 @@ impl PolicySource {
 
 /// The policy of a command line: `--rules FILE` (loaded; warnings returned), or the
 /// `--protect` targets parsed (ambiguity warnings returned).
-pub fn resolve_policy(rules: Option<&Path>, protect: &[String]) -> Result<(PolicySource, Vec<String>), ConfigError> {
+pub fn resolve_policy(
+    rules: Option<&Path>,
+    protect: &[String],
+    load: &LoadOptions,
+) -> Result<(PolicySource, Vec<String>), ConfigError> {
     if let Some(path) = rules {
-        let loaded = load_policy(path)?;
+        let loaded = load_policy_with(path, load)?;
         let warnings = if loaded.warning_count > 0 { vec![loaded.warnings.clone()] } else { Vec::new() };
         return Ok((PolicySource::Rules { path: path.to_path_buf(), loaded }, warnings));
     }
@@ -298,6 +249,8 @@ pub struct RunRequest {
     pub sessions: Option<usize>,
     /// `--cookie-secret FILE`.
     pub cookie_secret: Option<PathBuf>,
+    /// `--max-file-size`: largest rule or list file read.
+    pub max_file_size: u64,
 }
 
 impl RunRequest {
@@ -321,6 +274,7 @@ impl RunRequest {
             socket: defaults::SOCKET.into(),
             sessions: None,
             cookie_secret: None,
+            max_file_size: rulespec::FsSource::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -372,7 +326,8 @@ impl RunConfig {
         if req.idle_spin_us > 1_000_000 {
             return Err(ConfigError::IdleSpin(req.idle_spin_us));
         }
-        let (policy, warnings) = resolve_policy(req.rules.as_deref(), &req.protect)?;
+        let load = LoadOptions { max_file_bytes: req.max_file_size, check_secret: req.cookie_secret.is_none() };
+        let (policy, warnings) = resolve_policy(req.rules.as_deref(), &req.protect, &load)?;
         let setting = policy.loaded().and_then(|l| l.compiled.settings().cookie_secret.clone());
         let cookie_key = resolve_cookie_key(req.cookie_secret.as_deref(), setting.as_deref())?;
         let per_worker = (total_sessions(req.sessions, &policy)? / workers).max(defaults::MIN_SESSIONS_PER_WORKER);
@@ -439,6 +394,8 @@ pub struct ReplayRequest {
     pub cookie_secret: Option<PathBuf>,
     /// `--sessions N`.
     pub sessions: Option<usize>,
+    /// `--max-file-size`: largest rule or list file read.
+    pub max_file_size: u64,
 }
 
 /// The files `scrubber replay` reads and writes. Outputs left `None` are not written.
@@ -468,7 +425,8 @@ pub struct ReplayConfig {
 impl ReplayConfig {
     /// Resolve `req`.
     pub fn resolve(req: ReplayRequest) -> Result<ReplayConfig, ConfigError> {
-        let (policy, mut warnings) = resolve_policy(req.rules.as_deref(), &req.protect)?;
+        let load = LoadOptions { max_file_bytes: req.max_file_size, check_secret: req.cookie_secret.is_none() };
+        let (policy, mut warnings) = resolve_policy(req.rules.as_deref(), &req.protect, &load)?;
         let setting = policy.loaded().and_then(|l| l.compiled.settings().cookie_secret.clone());
         let cookie_key = resolve_cookie_key(req.cookie_secret.as_deref(), setting.as_deref())?;
         let sessions = total_sessions(req.sessions, &policy)?;
@@ -496,38 +454,6 @@ mod tests {
             let e = parse_cores(bad, 2).unwrap_err().to_string();
             assert!(e.contains(what), "{bad}: {e}");
         }
-    }
-
-    #[test]
-    fn secret_files_and_errors() {
-        let dir = std::env::temp_dir().join(format!("scrubber-cookie-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = dir.join("secret");
-        std::fs::write(&good, "# made by scrubber gen-secret\n00112233445566778899aabbccddeeff\n").unwrap();
-        assert_eq!(load_cookie_secret(&good).unwrap().to_hex(), "00112233445566778899aabbccddeeff");
-
-        let missing = dir.join("missing");
-        let e = load_cookie_secret(&missing).unwrap_err();
-        assert!(matches!(e, SecretError::Io { .. }));
-        let msg = e.to_string();
-        assert!(msg.contains("missing") && msg.contains("scrubber gen-secret > FILE"), "{msg}");
-
-        let bad = dir.join("bad");
-        std::fs::write(&bad, "not hex\n").unwrap();
-        let e = load_cookie_secret(&bad).unwrap_err();
-        let msg = e.to_string();
-        assert!(matches!(e, SecretError::Parse { source: CookieError::BadHex { path: Some(_), .. }, .. }));
-        assert!(msg.contains("bad") && msg.contains("scrubber gen-secret"), "{msg}");
-        let e = resolve_cookie_key(None, Some(bad.to_str().unwrap())).unwrap_err().to_string();
-        assert!(e.starts_with("the rule file's cookie-secret setting: "), "{e}");
-
-        let binary = dir.join("binary");
-        std::fs::write(&binary, [0xffu8, 0xfe, 0x00]).unwrap();
-        assert!(load_cookie_secret(&binary).is_err());
-        // The argument wins over the setting; nothing gives a random key.
-        assert_eq!(resolve_cookie_key(Some(&good), Some("/nonexistent")).unwrap()[0], 0x00);
-        assert_ne!(resolve_cookie_key(None, None).unwrap(), resolve_cookie_key(None, None).unwrap());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! * [`supervisor`] — `scrubber run`: preflight, workers, the control-loop step function,
 //!   drain and stop.
 //! * [`reload`] — loading rule files, and hot reload on SIGHUP or file change.
+//! * [`secret`] — the SYN-cookie secret file.
 //! * [`telemetry`] — the stats socket: snapshots of every worker's counters.
 //! * [`stats`] — the statistics for people (`scrubber stats`, the final counters of `run`).
 //! * [`preflight`] — checks before attaching anything (interfaces, MTU, queues, capabilities,
@@ -16,6 +17,7 @@ pub mod config;
 pub mod knobs;
 pub mod preflight;
 pub mod reload;
+pub mod secret;
 pub mod signals;
 pub mod stats;
 pub mod supervisor;

@@ -70,12 +70,51 @@ pub enum PolicyLoadError {
         /// What failed.
         source: rulespec::CompileError,
     },
+    /// The policy compiled but the engine cannot run it (e.g. too many services).
+    #[error("{path}: {source}")]
+    Engine {
+        /// The rule file.
+        path: String,
+        /// What the engine refused.
+        source: crate::engine::EngineError,
+    },
+    /// The cookie-secret file the policy names cannot be used.
+    #[error("{path}: the cookie-secret setting: {detail}")]
+    Secret {
+        /// The rule file.
+        path: String,
+        /// What is wrong with the secret file (its message carries the cause).
+        detail: super::secret::SecretError,
+    },
 }
 
-/// Read, check and compile the rule file at `path`.
+/// How rule files are loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Largest rule or list file read, in bytes (`--max-file-size`).
+    pub max_file_bytes: u64,
+    /// Whether the cookie-secret file the policy names must be readable (not when the command
+    /// line gives its own `--cookie-secret`).
+    pub check_secret: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { max_file_bytes: FsSource::DEFAULT_MAX_BYTES, check_secret: true }
+    }
+}
+
+/// Read, check and compile the rule file at `path`, with the default [`LoadOptions`].
 pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyLoadError> {
+    load_policy_with(path, &LoadOptions::default())
+}
+
+/// Read, check and compile the rule file at `path`, and run every check `run` and `replay`
+/// would run on the result (the engine's limits, the cookie-secret file): what `check` accepts,
+/// they accept.
+pub fn load_policy_with(path: &Path, o: &LoadOptions) -> Result<LoadedPolicy, PolicyLoadError> {
     let root = path.to_string_lossy().into_owned();
-    let checked = rulespec::check(&root, &FsSource);
+    let checked = rulespec::check(&root, &FsSource::with_max(o.max_file_bytes));
     let rendered = checked.render();
     let Some(policy) = checked.policy.as_ref().filter(|_| !checked.has_errors()) else {
         return Err(PolicyLoadError::Invalid {
@@ -86,9 +125,18 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy, PolicyLoadError> {
         });
     };
     let compiled =
-        rulespec::compile(policy).map_err(|source| PolicyLoadError::Compile { path: root.clone(), source })?;
+        Arc::new(rulespec::compile(policy).map_err(|source| PolicyLoadError::Compile { path: root.clone(), source })?);
+    // The engine's own checks, as a worker would run them.
+    let cfg = EngineConfig { policy: Some(compiled.clone()), ..EngineConfig::default() };
+    cfg.prepare(compiled.clone(), 0).map_err(|source| PolicyLoadError::Engine { path: root.clone(), source })?;
+    if o.check_secret {
+        if let Some(s) = compiled.settings().cookie_secret.as_deref() {
+            super::secret::load_cookie_secret(Path::new(s))
+                .map_err(|detail| PolicyLoadError::Secret { path: root.clone(), detail })?;
+        }
+    }
     Ok(LoadedPolicy {
-        compiled: Arc::new(compiled),
+        compiled,
         summary: policy.summary(),
         warnings: rendered,
         warning_count: checked.warning_count(),
