@@ -171,6 +171,14 @@ impl Lab {
         NsChild::spawn(Some(&self.topo.ns(Role::Client)), &self.exe, &v, true).expect("start peer transfer")
     }
 
+    /// A transfer no faster than `mbit` Mbit/s (to do something to the middle box meanwhile).
+    pub fn transfer_paced_bg(&self, to: SocketAddr, bytes: &str, dir: &str, mbit: u32) -> NsChild {
+        let v = s(&["peer", "transfer", "--to", &to.to_string(), "--bytes", bytes, "--dir", dir]);
+        let mut v = v;
+        v.extend(s(&["--rate-mbit", &mbit.to_string(), "--idle-ms", "8000"]));
+        NsChild::spawn(Some(&self.topo.ns(Role::Client)), &self.exe, &v, true).expect("start peer transfer")
+    }
+
     pub fn transfer_done(mut c: NsChild) -> TransferReport {
         let out = c.finish(Duration::from_secs(180)).expect("peer transfer finishes");
         serde_json::from_str(out.stdout.trim())

@@ -71,6 +71,9 @@ enum PeerCmd {
         /// Longest time any single read or write may wait, in milliseconds.
         #[arg(long, value_name = "T", default_value_t = 10_000)]
         idle_ms: u64,
+        /// Send (up) or read (down) no faster than this many Mbit/s.
+        #[arg(long, value_name = "MBIT")]
+        rate_mbit: Option<f64>,
     },
 }
 
@@ -122,13 +125,14 @@ pub fn cmd_peer(a: PeerArgs) -> Result<()> {
             }
             Ok(())
         }
-        PeerCmd::Transfer { to, bytes, dir, idle_ms } => {
+        PeerCmd::Transfer { to, bytes, dir, idle_ms, rate_mbit } => {
             let n = peer::parse_size(&bytes)?;
             let dir = match dir {
                 DirArg::Up => Dir::Up,
                 DirArg::Down => Dir::Down,
             };
-            let rep = peer::transfer(to, n, dir, Duration::from_millis(idle_ms));
+            let pace = rate_mbit.filter(|r| *r > 0.0).map(|r| (r * 1e6 / 8.0) as u64);
+            let rep = peer::transfer(to, n, dir, Duration::from_millis(idle_ms), pace);
             println!("{}", serde_json::to_string(&rep)?);
             if !rep.hash_ok {
                 bail!("transfer of {n} bytes {dir:?} failed: {}", rep.error.as_deref().unwrap_or("hash mismatch"));

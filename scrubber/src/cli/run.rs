@@ -79,6 +79,13 @@ pub struct RunArgs {
     /// SYN-cookie secret file [default: the rule file's `cookie-secret`, or random].
     #[arg(long, value_name = "FILE")]
     cookie_secret: Option<PathBuf>,
+    /// Save the sessions (proxied sequence offsets included) to FILE when stopped by
+    /// SIGTERM/SIGINT, and restore them from FILE at start, so that connections continue
+    /// across a planned restart. A damaged or foreign file is refused (the start goes on with
+    /// empty tables); a loaded file is removed. Keep the cookie secret and worker count the
+    /// same across the restart (IPv6 sessions need both).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
     #[command(flatten)]
     limit: super::FileLimit,
 }
@@ -136,6 +143,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         sessions: a.sessions,
         cookie_secret: a.cookie_secret,
         max_file_size: a.limit.max_file_size,
+        state: a.state,
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cfg = RunConfig::resolve(req, cores)?;

@@ -251,6 +251,8 @@ pub struct RunRequest {
     pub cookie_secret: Option<PathBuf>,
     /// `--max-file-size`: largest rule or list file read.
     pub max_file_size: u64,
+    /// `--state FILE`: sessions saved on stop, restored on start.
+    pub state: Option<PathBuf>,
 }
 
 impl RunRequest {
@@ -275,6 +277,7 @@ impl RunRequest {
             sessions: None,
             cookie_secret: None,
             max_file_size: rulespec::FsSource::DEFAULT_MAX_BYTES,
+            state: None,
         }
     }
 }
@@ -310,6 +313,8 @@ pub struct RunConfig {
     pub engine: EngineConfig,
     /// Warnings found while resolving (rule-file warnings, ambiguous targets).
     pub warnings: Vec<String>,
+    /// `--state FILE`: sessions saved on stop, restored on start.
+    pub state: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -356,6 +361,7 @@ impl RunConfig {
             policy,
             engine,
             warnings,
+            state: req.state,
         })
     }
 

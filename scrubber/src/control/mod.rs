@@ -19,6 +19,7 @@ pub mod preflight;
 pub mod reload;
 pub mod secret;
 pub mod signals;
+pub mod state;
 pub mod stats;
 pub mod supervisor;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use super::knobs::{KnobConfig, KnobError, Knobs};
 use super::preflight::{self, PreflightConfig, PreflightErrors};
 use super::reload::Reloader;
 use super::signals::{SignalError, Signals};
+use super::state::Saved;
 use super::telemetry::{ServerInfo, Snapshot, StatsServer, TelemetryError};
 use crate::dataplane::inbox::policy_channels;
 use crate::dataplane::stats::{Publisher, WorkerStats};
@@ -224,6 +225,21 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     for _ in 0..workers {
         engines.push(Engine::new(cfg.engine.clone())?);
     }
+    // Sessions saved by the previous run (`--state`).
+    let mut state_loaded = false;
+    if let Some(path) = &cfg.state {
+        match Saved::read(path) {
+            Ok(Some(saved)) => {
+                let rep = saved.restore(&mut engines, dataplane::now_ns());
+                eprintln!("scrubber: state {}: {rep}", path.display());
+                state_loaded = true;
+            }
+            Ok(None) => {
+                eprintln!("scrubber: state {}: no file yet, starting with empty session tables", path.display())
+            }
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
     let targets: Vec<String> = engines[0].counters().per_target.iter().map(|t| t.label.clone()).collect();
     let policy_desc = match &cfg.policy {
         PolicySource::Rules { path, .. } => policy_description(path, engines[0].policy().generation_id()),
@@ -271,6 +287,14 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             let _ = h.join();
         }
         return Err(RunError::WorkerStart(e));
+    }
+    if state_loaded {
+        // In the tables now: a crash from here on must not restore these sessions again.
+        if let Some(path) = &cfg.state {
+            if let Err(e) = std::fs::remove_file(path) {
+                eprintln!("warning: state {}: cannot remove the loaded file: {e}", path.display());
+            }
+        }
     }
     let mut knobs = if cfg.napi_tune {
         let ifs = [cfg.ext.as_str(), cfg.int.as_str()];
@@ -347,10 +371,29 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     eprintln!("scrubber: stopping: draining and detaching");
     shared.running.store(false, Ordering::Relaxed);
     let mut problems = Vec::new();
+    let mut stopped = Vec::with_capacity(workers);
     for h in handles {
         match h.join() {
-            Ok(end) => problems.extend(end.accounting_error),
+            Ok(end) => {
+                problems.extend(end.accounting_error);
+                stopped.push(end.engine);
+            }
             Err(_) => problems.push("a worker panicked".into()),
+        }
+    }
+    if let Some(path) = &cfg.state {
+        let t = Instant::now();
+        let engines: Vec<&Engine> = stopped.iter().map(|e| &**e).collect();
+        let saved = Saved::of(&engines, dataplane::now_ns() / 1_000_000);
+        match saved.write(path) {
+            Ok(()) => eprintln!(
+                "scrubber: state {}: {} session(s) of {} worker(s) saved in {} ms",
+                path.display(),
+                saved.sessions(),
+                engines.len(),
+                t.elapsed().as_millis()
+            ),
+            Err(e) => problems.push(format!("saving the sessions: {e}")),
         }
     }
     if let Some(k) = knobs.as_mut() {

@@ -34,16 +34,26 @@ pub fn flow_owner(frame: &[u8], n: usize) -> Option<usize> {
     if !matches!(d.proto, IPPROTO_TCP | IPPROTO_UDP) || d.frag != Frag::None {
         return None;
     }
-    let a = (&d.src, d.sport.to_be_bytes());
-    let b = (&d.dst, d.dport.to_be_bytes());
+    Some(owner_of((&d.src, d.sport), (&d.dst, d.dport), d.proto, n))
+}
+
+/// Owner among `n` workers of the flow between (address, port) `a` and `b` (either order;
+/// addresses as [`crate::wire::frame::Dissected`] holds them) over IP protocol `proto`.
+#[inline]
+pub fn owner_of(a: (&[u8; 16], u16), b: (&[u8; 16], u16), proto: u8, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let a = (a.0, a.1.to_be_bytes());
+    let b = (b.0, b.1.to_be_bytes());
     let (x, y) = if a <= b { (a, b) } else { (b, a) };
     let mut key = [0u8; 37];
     key[..16].copy_from_slice(x.0);
     key[16..18].copy_from_slice(&x.1);
     key[18..34].copy_from_slice(y.0);
     key[34..36].copy_from_slice(&y.1);
-    key[36] = d.proto;
-    Some((xxh3_64(&key) % n as u64) as usize)
+    key[36] = proto;
+    (xxh3_64(&key) % n as u64) as usize
 }
 
 /// What happened to a frame offered to another worker.

@@ -34,6 +34,7 @@ pub mod flow;
 pub mod icmp;
 pub mod policy;
 pub mod session;
+pub mod snapshot;
 pub mod tcp;
 pub mod verdict;
 

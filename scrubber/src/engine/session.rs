@@ -175,6 +175,83 @@ pub struct Session {
     pub ts_off: u32,
 }
 
+/// The parts of a stored IPv4 key (client address, server address, client port, server port),
+/// or `None` for an IPv6 key (a fingerprint: its flow cannot be recovered from it).
+pub fn stored_key_v4(key: u128) -> Option<([u8; 4], [u8; 4], u16, u16)> {
+    if key & V6_BIT != 0 || key >> 96 != 0 {
+        return None;
+    }
+    Some(((key as u32).to_be_bytes(), ((key >> 32) as u32).to_be_bytes(), (key >> 64) as u16, (key >> 80) as u16))
+}
+
+impl SessionState {
+    /// The state stored as `v` (see [`Session::to_bytes`]).
+    pub fn from_u8(v: u8) -> Option<SessionState> {
+        use SessionState::*;
+        Some(match v {
+            0 => Free,
+            1 => SynSent,
+            2 => SynRecv,
+            3 => ProxySynSent,
+            4 => Established,
+            5 => FinWait,
+            6 => Closing,
+            7 => Closed,
+            8 => OutSynSent,
+            9 => OutSynRecv,
+            _ => return None,
+        })
+    }
+}
+
+impl Session {
+    /// Size of [`Session::to_bytes`].
+    pub const BYTES: usize = 32;
+
+    /// The session as 32 little-endian bytes (fields in declaration order): the snapshot
+    /// format.
+    pub fn to_bytes(&self) -> [u8; Session::BYTES] {
+        let mut b = [0u8; Session::BYTES];
+        b[0..4].copy_from_slice(&self.last_seen.to_le_bytes());
+        b[4] = self.state as u8;
+        b[5] = self.flags;
+        b[6] = self.client_ws;
+        b[7] = self.server_ws;
+        b[8] = self.adv_ws;
+        b[9] = self.svc;
+        b[10..12].copy_from_slice(&self.win_c.to_le_bytes());
+        b[12..14].copy_from_slice(&self.win_s.to_le_bytes());
+        b[14..16].copy_from_slice(&self.conn_slot.to_le_bytes());
+        b[16..20].copy_from_slice(&self.next_c.0.to_le_bytes());
+        b[20..24].copy_from_slice(&self.next_s.0.to_le_bytes());
+        b[24..28].copy_from_slice(&self.seq_off.to_le_bytes());
+        b[28..32].copy_from_slice(&self.ts_off.to_le_bytes());
+        b
+    }
+
+    /// The session [`Session::to_bytes`] wrote; `None` when the state byte is not a state.
+    pub fn from_bytes(b: &[u8; Session::BYTES]) -> Option<Session> {
+        let u32at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u16at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        Some(Session {
+            last_seen: u32at(0),
+            state: SessionState::from_u8(b[4])?,
+            flags: b[5],
+            client_ws: b[6],
+            server_ws: b[7],
+            adv_ws: b[8],
+            svc: b[9],
+            win_c: u16at(10),
+            win_s: u16at(12),
+            conn_slot: u16at(14),
+            next_c: SeqNumber(u32at(16)),
+            next_s: SeqNumber(u32at(20)),
+            seq_off: u32at(24),
+            ts_off: u32at(28),
+        })
+    }
+}
+
 /// [`Session::svc`] bit: the session is counted in a live-connection limit.
 pub const SVC_COUNTED: u8 = 0x80;
 /// Services with their own idle timeouts: [`Session::svc`] & 0x7f indexes them.
@@ -774,6 +851,34 @@ impl SessionTable {
             }
         }
         freed
+    }
+
+    /// Calls `f` with the stored key and session of every entry alive at `now_tick` (for
+    /// a snapshot: see [`SessionTable::insert_stored`]). O(capacity).
+    pub fn for_each_live(&self, now_tick: u32, mut f: impl FnMut(u128, &Session)) {
+        for (b, tags) in self.tags.iter().enumerate() {
+            for (j, &t) in tags.0.iter().enumerate() {
+                let e = &self.entries[b * BUCKET + j];
+                if t != 0 && !self.is_expired(&e.s, now_tick) {
+                    f(e.key, &e.s);
+                }
+            }
+        }
+    }
+
+    /// Stores a session under a key as [`SessionTable::for_each_live`] gave it. An IPv4 key is
+    /// valid in any table; an IPv6 key (a seeded fingerprint) only in a table with the same
+    /// seed (see [`SessionTable::seed_check`]). Placement and eviction as
+    /// [`SessionTable::insert`].
+    pub fn insert_stored(&mut self, key: u128, s: Session) -> Result<SlotId, TableFull> {
+        let p = Probe { key, place: self.place(key), hint: 0 };
+        self.insert_probe(&p, s)
+    }
+
+    /// A one-way digest of the table's seed: equal digests mean IPv6 keys stored by one table
+    /// are valid in the other. Reveals nothing usable about the seed (a keyed 64-bit hash).
+    pub fn seed_check(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(b"scrubber session table seed check v1", self.seed)
     }
 
     /// Sessions in the table (including expired ones not yet reclaimed).

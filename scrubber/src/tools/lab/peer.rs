@@ -93,11 +93,13 @@ pub fn pattern_hash(n: u64) -> u128 {
     h.digest128()
 }
 
-fn send_pattern(w: &mut impl Write, n: u64, hash: Option<&mut Xxh3>) -> io::Result<()> {
+fn send_pattern(w: &mut impl Write, n: u64, hash: Option<&mut Xxh3>, pace: Option<u64>) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut off = 0;
     let mut hash = hash;
+    let t0 = Instant::now();
     while off < n {
+        wait_pace(t0, off, pace);
         let len = (n - off).min(buf.len() as u64) as usize;
         pattern_fill(off, &mut buf[..len]);
         if let Some(h) = hash.as_deref_mut() {
@@ -109,12 +111,24 @@ fn send_pattern(w: &mut impl Write, n: u64, hash: Option<&mut Xxh3>) -> io::Resu
     w.flush()
 }
 
+/// With a pace of `bytes_per_s`, sleep until `done` bytes are due since `t0`.
+fn wait_pace(t0: Instant, done: u64, pace: Option<u64>) {
+    if let Some(r) = pace.filter(|r| *r > 0) {
+        let due = Duration::from_secs_f64(done as f64 / r as f64);
+        if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
 /// Read exactly `n` bytes, hashing them; fails on early EOF.
-fn recv_hash(r: &mut impl Read, n: u64) -> io::Result<u128> {
+fn recv_hash(r: &mut impl Read, n: u64, pace: Option<u64>) -> io::Result<u128> {
     let mut h = Xxh3::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0u64;
+    let t0 = Instant::now();
     while got < n {
+        wait_pace(t0, got, pace);
         let want = (n - got).min(buf.len() as u64) as usize;
         let k = r.read(&mut buf[..want])?;
         if k == 0 {
@@ -206,7 +220,7 @@ fn handle_conn(s: TcpStream) -> io::Result<()> {
                 if n > MAX_BYTES {
                     return w.write_all(b"ERR too large\n");
                 }
-                let h = recv_hash(&mut r, n)?;
+                let h = recv_hash(&mut r, n, None)?;
                 w.write_all(format!("OK {h:032x}\n").as_bytes())?;
                 return w.flush();
             }
@@ -215,7 +229,7 @@ fn handle_conn(s: TcpStream) -> io::Result<()> {
                 if n > MAX_BYTES {
                     return w.write_all(b"ERR too large\n");
                 }
-                send_pattern(&mut w, n, None)?;
+                send_pattern(&mut w, n, None, None)?;
                 return Ok(());
             }
             _ => {
@@ -266,7 +280,7 @@ fn http_request(r: &mut impl BufRead, w: &mut impl Write, path: &str, version: &
             "{proto} 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\nConnection: {conn}\r\n\r\n"
         );
         w.write_all(hdr.as_bytes())?;
-        send_pattern(w, n, None)?;
+        send_pattern(w, n, None, None)?;
     } else {
         let body = b"not found\n";
         let hdr = format!(
@@ -511,10 +525,11 @@ pub struct TransferReport {
 }
 
 /// Move `bytes` bytes to or from the server at `to`; every read or write may take at most
-/// `idle` (a stall longer than that fails the transfer).
-pub fn transfer(to: SocketAddr, bytes: u64, dir: Dir, idle: Duration) -> TransferReport {
+/// `idle` (a stall longer than that fails the transfer). With `pace` (bytes per second) the
+/// client sends or reads no faster than that (a long transfer to restart a scrubber under).
+pub fn transfer(to: SocketAddr, bytes: u64, dir: Dir, idle: Duration, pace: Option<u64>) -> TransferReport {
     let t0 = Instant::now();
-    let res = transfer_inner(to, bytes, dir, idle);
+    let res = transfer_inner(to, bytes, dir, idle, pace);
     let secs = t0.elapsed().as_secs_f64();
     match res {
         Ok(hash_ok) => TransferReport {
@@ -528,7 +543,7 @@ pub fn transfer(to: SocketAddr, bytes: u64, dir: Dir, idle: Duration) -> Transfe
     }
 }
 
-fn transfer_inner(to: SocketAddr, bytes: u64, dir: Dir, idle: Duration) -> io::Result<bool> {
+fn transfer_inner(to: SocketAddr, bytes: u64, dir: Dir, idle: Duration, pace: Option<u64>) -> io::Result<bool> {
     let s = TcpStream::connect_timeout(&to, idle)?;
     s.set_read_timeout(Some(idle))?;
     s.set_write_timeout(Some(idle))?;
@@ -538,7 +553,7 @@ fn transfer_inner(to: SocketAddr, bytes: u64, dir: Dir, idle: Duration) -> io::R
         Dir::Up => {
             w.write_all(format!("PUT {bytes}\n").as_bytes())?;
             let mut h = Xxh3::new();
-            send_pattern(&mut w, bytes, Some(&mut h))?;
+            send_pattern(&mut w, bytes, Some(&mut h), pace)?;
             let mut line = String::new();
             (&mut r).take(256).read_line(&mut line)?;
             let _ = w.shutdown(Shutdown::Both);
@@ -550,7 +565,7 @@ fn transfer_inner(to: SocketAddr, bytes: u64, dir: Dir, idle: Duration) -> io::R
         }
         Dir::Down => {
             w.write_all(format!("GET {bytes}\n").as_bytes())?;
-            let got = recv_hash(&mut r, bytes)?;
+            let got = recv_hash(&mut r, bytes, pace)?;
             // Nothing may follow.
             let mut extra = [0u8; 1];
             let trailing = r.read(&mut extra).map(|n| n > 0).unwrap_or(false);
@@ -628,8 +643,11 @@ mod tests {
         assert!(rep.p50_ms > 0.0 && rep.p99_ms >= rep.p50_ms && rep.max_ms >= rep.p99_ms);
 
         for dir in [Dir::Up, Dir::Down] {
-            let t = transfer(addr, 3 << 20, dir, Duration::from_secs(10));
+            let t = transfer(addr, 3 << 20, dir, Duration::from_secs(10), None);
             assert!(t.hash_ok && t.error.is_none(), "{dir:?}: {t:?}");
+            // Paced: 1 MiB at 4 MiB/s takes a quarter of a second at least.
+            let p = transfer(addr, 1 << 20, dir, Duration::from_secs(10), Some(4 << 20));
+            assert!(p.hash_ok && p.secs >= 0.2, "{dir:?} paced: {p:?}");
         }
 
         // HTTP /bytes/N and 404 with keep-alive.
@@ -647,7 +665,7 @@ mod tests {
         // A server that sends wrong bytes is caught: nothing listens on a closed port.
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap();
-        let t = transfer(addr, 1000, Dir::Down, Duration::from_secs(2));
+        let t = transfer(addr, 1000, Dir::Down, Duration::from_secs(2), None);
         assert!(!t.hash_ok && t.error.is_some());
         let rep = connect(&ConnectOptions {
             to: addr,
