@@ -315,6 +315,10 @@ pub struct RunConfig {
     pub warnings: Vec<String>,
     /// `--state FILE`: sessions saved on stop, restored on start.
     pub state: Option<PathBuf>,
+    /// `--cookie-secret FILE` (reloads read it again: a changed secret is rotated to).
+    pub cookie_secret: Option<PathBuf>,
+    /// How rule files are read (also on reload).
+    pub load: LoadOptions,
 }
 
 impl RunConfig {
@@ -362,6 +366,8 @@ impl RunConfig {
             engine,
             warnings,
             state: req.state,
+            cookie_secret: req.cookie_secret,
+            load,
         })
     }
 

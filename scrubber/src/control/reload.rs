@@ -186,6 +186,9 @@ pub enum ReloadError {
     /// A worker has stopped.
     #[error(transparent)]
     WorkerGone(#[from] crate::dataplane::inbox::WorkerGone),
+    /// The cookie-secret file could not be read again (the running secret stays).
+    #[error("the cookie secret: {0}")]
+    Secret(#[from] super::secret::SecretError),
 }
 
 crate::counters! {
@@ -208,14 +211,45 @@ pub struct Reloader {
     configs: Vec<EngineConfig>,
     feed: PolicyFeed,
     stats: ReloadStats,
+    /// `--cookie-secret`, which wins over the rule file's setting.
+    secret_arg: Option<PathBuf>,
+    load: LoadOptions,
+}
+
+/// The cookie-secret file in force: the argument, else the policy's setting.
+fn secret_path(arg: Option<&Path>, loaded: &LoadedPolicy) -> Option<PathBuf> {
+    arg.map(Path::to_path_buf).or_else(|| loaded.compiled.settings().cookie_secret.as_deref().map(PathBuf::from))
+}
+
+/// The files whose changes trigger a reload: the policy's and the cookie secret's.
+fn watched(loaded: &LoadedPolicy, secret: Option<&Path>) -> Vec<String> {
+    let mut f = loaded.files.clone();
+    f.extend(secret.map(|p| p.to_string_lossy().into_owned()));
+    f
 }
 
 impl Reloader {
     /// `loaded` is the policy the workers start with; `configs` the engine configuration of
     /// each worker (in inbox order).
     pub fn new(path: PathBuf, loaded: &LoadedPolicy, configs: Vec<EngineConfig>, feed: PolicyFeed) -> Self {
+        Self::with_options(path, loaded, configs, feed, None, LoadOptions::default())
+    }
+
+    /// [`Reloader::new`] with the `--cookie-secret` argument (`None`: the rule file's
+    /// `cookie-secret` setting, if any) and the loader's limits. The secret file is watched
+    /// with the rule files: a new secret in it is rotated to on the next reload.
+    pub fn with_options(
+        path: PathBuf,
+        loaded: &LoadedPolicy,
+        configs: Vec<EngineConfig>,
+        feed: PolicyFeed,
+        secret_arg: Option<PathBuf>,
+        load: LoadOptions,
+    ) -> Self {
         let stats = ReloadStats { generation: loaded.compiled.generation_id(), ..ReloadStats::default() };
-        Reloader { path, stamps: FileStamps::of(&loaded.files), configs, feed, stats }
+        let secret = secret_path(secret_arg.as_deref(), loaded);
+        let stamps = FileStamps::of(&watched(loaded, secret.as_deref()));
+        Reloader { path, stamps, configs, feed, stats, secret_arg, load: LoadOptions { check_secret: false, ..load } }
     }
 
     /// The counters.
@@ -240,18 +274,27 @@ impl Reloader {
     }
 
     fn try_reload(&mut self, now_ns: u64) -> Result<LoadedPolicy, ReloadError> {
-        let loaded = match load_policy(&self.path) {
-            Ok(l) => l,
+        let attempt = load_policy_with(&self.path, &self.load).map_err(ReloadError::from).and_then(|loaded| {
+            let secret = secret_path(self.secret_arg.as_deref(), &loaded);
+            let key = secret.as_deref().map(super::secret::load_cookie_secret).transpose()?;
+            Ok((loaded, secret, key))
+        });
+        let (loaded, secret, key) = match attempt {
+            Ok(x) => x,
             Err(e) => {
                 // Do not retry the same broken files on every poll: wait for the next change.
                 self.stamps = self.stamps.restamp();
-                return Err(e.into());
+                return Err(e);
             }
         };
-        self.stamps = FileStamps::of(&loaded.files);
+        self.stamps = FileStamps::of(&watched(&loaded, secret.as_deref()));
         let mut prepared = Vec::with_capacity(self.configs.len());
         for c in &self.configs {
-            prepared.push(c.prepare(loaded.compiled.clone(), now_ns)?);
+            let p = c.prepare(loaded.compiled.clone(), now_ns)?;
+            prepared.push(match &key {
+                Some(k) => p.with_cookie_key(k.bytes(), now_ns),
+                None => p,
+            });
         }
         self.feed.send(prepared)?;
         self.stats.generation = loaded.compiled.generation_id();

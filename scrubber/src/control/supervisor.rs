@@ -333,7 +333,17 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         PolicySource::Rules { path, loaded } => {
             let mut c = cfg.engine.clone();
             c.policy = Some(loaded.compiled.clone());
-            Some((path.clone(), Reloader::new(path.clone(), loaded, vec![c; workers], feed)))
+            Some((
+                path.clone(),
+                Reloader::with_options(
+                    path.clone(),
+                    loaded,
+                    vec![c; workers],
+                    feed,
+                    cfg.cookie_secret.clone(),
+                    cfg.load,
+                ),
+            ))
         }
         PolicySource::Protect(_) => None,
     };
@@ -456,6 +466,35 @@ mod tests {
         let mut p = ControlLoop::new(None, t0);
         assert!(p.step(Tick { hup: true, ..tick(t0) }).is_empty());
         assert_eq!(p.reload_stats(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_changed_cookie_secret_file_is_rotated_to_on_reload() {
+        let dir = std::env::temp_dir().join(format!("scrubber-rotate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("cookie.secret");
+        std::fs::write(&secret, "00112233445566778899aabbccddeeff\n").unwrap();
+        let path = dir.join("p.rules");
+        std::fs::write(&path, format!("cookie-secret \"{}\"\n{GOOD}", secret.display())).unwrap();
+        let loaded = load_policy(&path).unwrap();
+        let cfg = crate::engine::EngineConfig { policy: Some(loaded.compiled.clone()), ..Default::default() };
+        let mut engine = Engine::new(cfg.clone()).unwrap();
+        let (feed, inboxes) = policy_channels(1);
+        let r = Reloader::with_options(path.clone(), &loaded, vec![cfg], feed, None, Default::default());
+        let t0 = Instant::now();
+        let mut c = ControlLoop::new(Some((path.clone(), r)), t0);
+        // Only the secret file changes (its size too, so the change is seen at once).
+        std::fs::write(&secret, "# rotated\nffeeddccbbaa99887766554433221100\n").unwrap();
+        let ev = c.step(tick(t0 + FILE_CHECK * 2));
+        assert!(matches!(&ev[..], [Event::Reloaded { why: "file changed", .. }]), "{ev:?}");
+        assert!(inboxes[0].poll(&mut engine));
+        assert_eq!(engine.counters().cookie_secret_rotations, 1);
+        // A damaged secret file is refused; the running secret stays.
+        std::fs::write(&secret, "not hex at all, and longer\n").unwrap();
+        let ev = c.step(tick(t0 + FILE_CHECK * 4));
+        assert!(matches!(&ev[..], [Event::ReloadRefused { .. }]), "{ev:?}");
+        assert!(!inboxes[0].poll(&mut engine));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -56,6 +56,17 @@
 //! the parity of the current slot, is checked against the current slot, and fails: cookies are
 //! valid for between one and two slots (`slot_secs` to `2 · slot_secs` seconds).
 //!
+//! # Fleets: clock skew and secret rotation
+//!
+//! Boxes behind one ECMP router share the secret, so any box validates any handshake; their
+//! clocks differ a little. A cookie whose parity is the *next* slot's, arriving within
+//! [`SKEW_SECS`] of that slot's start, is also checked against the next slot (a box whose clock
+//! is ahead issued it there), and a TS cookie's clock may be up to [`SKEW_SECS`] in the
+//! future. [`SynCookies::rotate`] installs a new secret and keeps the old one for two slots
+//! plus the skew, so that handshakes in flight complete. Each of these costs a second MAC only
+//! for a cookie the first check refused, and only in those windows; a blind forger's odds are
+//! at most doubled there (tripled in the rare overlap of both), and unchanged elsewhere.
+//!
 //! # MSS tables
 //!
 //! * With timestamps, eight entries per family: IPv4 ([`MSS_TABLE_V4`]) 536, 1220, 1300, 1380,
@@ -355,6 +366,19 @@ struct SlotKeys {
     v6: Aes128,
 }
 
+/// The secret a rotation replaced, valid until `until_ns`.
+#[derive(Clone)]
+struct Previous {
+    root: Aes128,
+    keys: [SlotKeys; 2],
+    until_ns: u64,
+}
+
+/// Clock difference between boxes sharing a secret that their cookies tolerate, in seconds:
+/// a cookie issued by a box whose clock is up to this much ahead validates (see
+/// [`SynCookies::validate`]).
+pub const SKEW_SECS: u32 = 5;
+
 /// Issues and validates SYN cookies. One per worker (it caches the per-slot keys).
 #[derive(Clone)]
 pub struct SynCookies {
@@ -365,6 +389,15 @@ pub struct SynCookies {
     stale_s: u32,
     /// Keys of the slots with parity 0 and 1.
     keys: [SlotKeys; 2],
+    /// Keys of the next slot, for cookies of a box whose clock is ahead (kept apart so that
+    /// they never evict the previous slot's).
+    ahead: SlotKeys,
+    /// The secret (to tell a rotation from a reload of the same key).
+    secret: [u8; 16],
+    /// The secret before the last rotation, while cookies issued under it may still arrive.
+    prev: Option<Box<Previous>>,
+    /// Clock difference tolerated between boxes that share the secret, in ns.
+    skew_ns: u64,
     /// MACs the batch path computed for the frame being judged.
     memo: MacMemo,
     /// Blocks of [`SynCookies::mac_many`].
@@ -438,6 +471,18 @@ fn derive(root: &Aes128, slot: u64, family: u8) -> Aes128 {
     Aes128::new(&GenericArray::from(k.to_be_bytes()))
 }
 
+/// The MAC over `x = isn ⊕ g` for `flow` under the keys `k` (no memo).
+fn mac_under(k: &SlotKeys, flow: &FlowKey, x: u32) -> u128 {
+    if flow.v6 {
+        let ports = u128::from(flow.client_port) << 112 | u128::from(flow.server_port) << 96;
+        let a = encrypt(&k.v6, u128::from_be_bytes(flow.client_ip));
+        let b = encrypt(&k.v6, a ^ u128::from_be_bytes(flow.server_ip));
+        encrypt(&k.v6, b ^ ports ^ u128::from(x) << 64)
+    } else {
+        encrypt(&k.v4, SynCookies::block4(flow, x))
+    }
+}
+
 fn slot_keys(root: &Aes128, slot: u64) -> SlotKeys {
     SlotKeys { slot, v4: derive(root, slot, 4), v6: derive(root, slot, 6) }
 }
@@ -447,15 +492,20 @@ impl SynCookies {
     /// A cookie validates during the slot it was issued in and the next one.
     pub fn new(key: CookieKey, slot_secs: u32) -> SynCookies {
         let slot_secs = slot_secs.max(1);
-        let window = 2 * u64::from(slot_secs) + 1;
+        let window = 2 * u64::from(slot_secs) + 1 + u64::from(SKEW_SECS);
         let stale_s = if window < u64::from(CLOCK_MASK / 2) { window as u32 } else { u32::MAX };
         let root = Aes128::new(&GenericArray::from(key.0));
         let keys = [slot_keys(&root, 0), slot_keys(&root, 1)];
+        let ahead = slot_keys(&root, u64::MAX);
         SynCookies {
             root,
             slot_ns: u64::from(slot_secs) * 1_000_000_000,
             stale_s,
+            ahead,
             keys,
+            secret: key.0,
+            prev: None,
+            skew_ns: u64::from(SKEW_SECS) * 1_000_000_000,
             memo: MacMemo::EMPTY,
             blocks: Box::new([aes::Block::default(); MANY]),
         }
@@ -464,6 +514,42 @@ impl SynCookies {
     /// The slot length in seconds.
     pub fn slot_secs(&self) -> u32 {
         (self.slot_ns / 1_000_000_000) as u32
+    }
+
+    /// Rotate to the secret `key` at `now_ns`: cookies are issued under it from now on, and
+    /// those issued under the secret it replaces keep validating for two slots (plus the
+    /// tolerated skew), so that handshakes in flight survive the change. The same key again
+    /// changes nothing. Returns whether the secret changed.
+    pub fn rotate(&mut self, key: CookieKey, now_ns: u64) -> bool {
+        if key.0 == self.secret {
+            return false;
+        }
+        let root = Aes128::new(&GenericArray::from(key.0));
+        let keys = [slot_keys(&root, 0), slot_keys(&root, 1)];
+        self.ahead = slot_keys(&root, u64::MAX);
+        let old_root = core::mem::replace(&mut self.root, root);
+        let old_keys = core::mem::replace(&mut self.keys, keys);
+        self.prev = Some(Box::new(Previous {
+            root: old_root,
+            keys: old_keys,
+            until_ns: now_ns.saturating_add(2 * self.slot_ns + self.skew_ns),
+        }));
+        self.secret = key.0;
+        self.memo = MacMemo::EMPTY;
+        true
+    }
+
+    /// Whether a secret replaced by [`SynCookies::rotate`] is still accepted at `now_ns`.
+    pub fn previous_active(&self, now_ns: u64) -> bool {
+        self.prev.as_ref().is_some_and(|p| now_ns < p.until_ns)
+    }
+
+    /// The slot after the current one, when `now_ns` is within the tolerated skew of its start
+    /// and `cookie` has its parity: a box whose clock is ahead may have issued it there.
+    #[inline]
+    fn ahead_slot(&self, now_ns: u64, cookie: u32) -> Option<u64> {
+        let next = now_ns / self.slot_ns + 1;
+        (u64::from(cookie & 1) == next & 1 && next * self.slot_ns - now_ns <= self.skew_ns).then_some(next)
     }
 
     /// The expanded keys of `slot` (derived now if the cache holds another slot of its parity).
@@ -576,7 +662,8 @@ impl SynCookies {
                 if self.stale_s != u32::MAX {
                     let now_s = ((now_ns / 1_000_000_000) as u32) & CLOCK_MASK;
                     let age = now_s.wrapping_sub(clock) & CLOCK_MASK;
-                    if age > self.stale_s {
+                    // A clock a little ahead (another box's) wraps to just below 2¹³.
+                    if age > self.stale_s && age < CLOCK_MASK + 1 - SKEW_SECS {
                         return Err(CookieReject::Stale);
                     }
                 }
@@ -619,6 +706,41 @@ impl SynCookies {
     ) -> Result<SynOptions, CookieReject> {
         let (slot, g) = self.decode(now_ns, cookie, tsecr)?;
         let mac = self.mac(flow, slot, client_isn, g);
+        let first = Self::verify(flow, mac, cookie, tsecr);
+        if first.is_ok() {
+            return first;
+        }
+        // Rare paths, each one more MAC: a cookie from a box whose clock is ahead (issued in
+        // our next slot, near its start), and cookies under the secret a rotation replaced.
+        let ahead = self.ahead_slot(now_ns, cookie);
+        if let Some(next) = ahead {
+            if self.ahead.slot != next {
+                self.ahead = slot_keys(&self.root, next);
+            }
+            let r = Self::verify(flow, mac_under(&self.ahead, flow, client_isn ^ g), cookie, tsecr);
+            if r.is_ok() {
+                return r;
+            }
+        }
+        if self.previous_active(now_ns) {
+            for sl in [Some(slot), ahead].into_iter().flatten() {
+                let Some(p) = self.prev.as_mut() else { break };
+                let i = (sl & 1) as usize;
+                if p.keys[i].slot != sl {
+                    p.keys[i] = slot_keys(&p.root, sl);
+                }
+                let r = Self::verify(flow, mac_under(&p.keys[i], flow, client_isn ^ g), cookie, tsecr);
+                if r.is_ok() {
+                    return r;
+                }
+            }
+        }
+        first
+    }
+
+    /// Whether `mac` is the MAC `cookie` (and the TSecr's MAC bits) carry; the options then.
+    #[inline(always)]
+    fn verify(flow: &FlowKey, mac: u128, cookie: u32, tsecr: Option<u32>) -> Result<SynOptions, CookieReject> {
         match tsecr {
             Some(ecr) => {
                 if cookie >> 4 != (mac >> 100) as u32 || (ecr >> 6) & 0x1fff != ((mac >> 87) as u32) & 0x1fff {
@@ -783,8 +905,13 @@ mod tests {
                 for at in [start + 2 * SLOT_NS, start + 3 * SLOT_NS + 5, start + 10 * SLOT_NS] {
                     assert!(c.validate(at, &v4(), 99, out.isn, out.tsval).is_err(), "ts={ts} at={at}");
                 }
-                // Before it was issued (previous slot): refused.
-                assert!(c.validate(start - 1, &v4(), 99, out.isn, out.tsval).is_err());
+                // Before it was issued (previous slot): accepted within the tolerated clock
+                // skew of the slot's start (another box's clock may be ahead), refused before.
+                let early = start - u64::from(SKEW_SECS) * 1_000_000_000 - 1;
+                assert!(c.validate(early, &v4(), 99, out.isn, out.tsval).is_err());
+                if issue_at == start {
+                    assert!(c.validate(start - 1, &v4(), 99, out.isn, out.tsval).is_ok());
+                }
             }
         }
         // The ISN variant cannot tell expiry from forgery.
@@ -1008,5 +1135,67 @@ mod tests {
                 eprintln!("{name} ts={ts}: issue {issue:.1} ns, validate {validate:.1} ns ({ok} ok)");
             }
         }
+    }
+
+    /// Two boxes sharing the secret, the validating one's clock `skew_s` seconds off the
+    /// issuing one's, at every second of a slot (both variants, both families).
+    #[test]
+    fn boxes_with_clocks_a_few_seconds_apart_validate_each_others_cookies() {
+        let (mut a, mut b) = (cookies(), cookies());
+        let base = (NOW / SLOT_NS) * SLOT_NS; // a slot boundary
+        for flow in [v4(), v6()] {
+            for ts in [false, true] {
+                let syn = SynOptions { mss: 1460, timestamps: ts, ..SynOptions::default() };
+                for at in (0..2 * u64::from(SLOT)).map(|s| base + s * 1_000_000_000 + 123_456) {
+                    let c = a.issue(at, &flow, 77, &syn);
+                    for skew in -i64::from(SKEW_SECS)..=i64::from(SKEW_SECS) {
+                        // The ACK arrives 200 ms later, at the other box.
+                        let there = at.checked_add_signed(skew * 1_000_000_000 + 200_000_000).unwrap();
+                        let r = b.validate(there, &flow, 77, c.isn, c.tsval);
+                        assert!(
+                            r.is_ok(),
+                            "v6 {} ts {ts} at +{}s skew {skew}s: {r:?}",
+                            flow.v6,
+                            (at - base) / 1_000_000_000
+                        );
+                    }
+                }
+            }
+        }
+        // Beyond the tolerance, a cookie issued just after a boundary by a box 30 s ahead is
+        // refused by one still before the boundary (its previous slot is two slots back).
+        let syn = SynOptions { mss: 1460, ..SynOptions::default() };
+        let at = base + 1_000_000_000;
+        let c = a.issue(at, &v4(), 77, &syn);
+        assert_eq!(b.validate(at - 30_000_000_000, &v4(), 77, c.isn, None), Err(CookieReject::BadMac));
+        assert!(b.validate(at - 4_000_000_000, &v4(), 77, c.isn, None).is_ok());
+    }
+
+    #[test]
+    fn rotation_keeps_handshakes_in_flight_for_two_slots() {
+        let mut c = cookies();
+        let syn = SynOptions { mss: 1460, timestamps: true, wscale: Some(7), ..SynOptions::default() };
+        let before = c.issue(NOW, &v4(), 5, &syn);
+        let old_v6 = c.issue(NOW, &v6(), 5, &syn);
+        let t = NOW + 1_000_000_000;
+        assert!(!c.rotate(CookieKey::from_bytes(*b"0123456789abcdef"), t), "the same secret is no rotation");
+        assert!(c.rotate(CookieKey::from_bytes(*b"fedcba9876543210"), t));
+        assert!(c.previous_active(t));
+        // Issued under the old secret, validated after the rotation: still good.
+        assert_eq!(c.validate(t + 1, &v4(), 5, before.isn, before.tsval).unwrap().wscale, Some(7));
+        assert!(c.validate(t + 1, &v6(), 5, old_v6.isn, old_v6.tsval).is_ok());
+        // New cookies are under the new secret: a box that still has only the old one refuses
+        // them, one with the new one accepts them.
+        let after = c.issue(t + 2, &v4(), 5, &syn);
+        assert!(cookies().validate(t + 3, &v4(), 5, after.isn, after.tsval).is_err());
+        let mut fresh = SynCookies::new(CookieKey::from_bytes(*b"fedcba9876543210"), SLOT);
+        assert!(fresh.validate(t + 3, &v4(), 5, after.isn, after.tsval).is_ok());
+        // Two slots (and the skew) later the old secret is gone.
+        let gone = t + 2 * SLOT_NS + u64::from(SKEW_SECS) * 1_000_000_000 + 1;
+        assert!(!c.previous_active(gone));
+        let late = cookies().issue(gone - SLOT_NS / 2, &v4(), 5, &syn);
+        assert!(c.validate(gone, &v4(), 5, late.isn, late.tsval).is_err());
+        let mut old = cookies();
+        assert!(old.validate(gone, &v4(), 5, late.isn, late.tsval).is_ok(), "valid under the old secret itself");
     }
 }

@@ -280,6 +280,9 @@ crate::counters! {
         counter "policy" auto_proxy_engaged,
         /// Policies installed in this engine after the first (hot reloads).
         counter "policy" policy_installs,
+        /// Cookie secrets replaced by a reload (the previous one is still accepted for two
+        /// slots).
+        counter "policy" cookie_secret_rotations,
         /// New connections not counted towards a `max-conns` limit because another source held
         /// their counter slot.
         counter "policy" conn_count_collisions,

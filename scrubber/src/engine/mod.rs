@@ -184,6 +184,11 @@ impl Engine {
         core::mem::swap(&mut self.counters.per_target, &mut self.pol.per_target);
         core::mem::swap(&mut self.counters.per_rule, &mut self.pol.per_rule);
         next.adopt(&mut self.pol);
+        if let Some((k, at)) = next.cookie_key.take() {
+            if self.cookies.rotate(CookieKey::from_bytes(k), self.now_ns.max(at)) {
+                self.counters.cookie_secret_rotations += 1;
+            }
+        }
         core::mem::swap(&mut self.pol, &mut next);
         self.apply_installed(false);
         self.counters.policy_installs += 1;

@@ -148,6 +148,8 @@ pub struct Prepared {
     pub(crate) rules: Vec<RuleRt>,
     pub(crate) per_target: Vec<TargetCounters>,
     pub(crate) per_rule: Vec<RuleCounters>,
+    /// A cookie secret to rotate to when installed (see [`Prepared::with_cookie_key`]).
+    pub(crate) cookie_key: Option<([u8; 16], u64)>,
 }
 
 /// The policy an [`crate::Engine::install`] replaced, with whatever it no longer needs: drop it
@@ -269,7 +271,16 @@ impl Prepared {
         let per_target = cs.iter().map(|s| TargetCounters::new(s.name.clone())).collect();
         let per_rule =
             compiled.rules().iter().map(|r| RuleCounters::new(format!("{} {}", r.location, r.text))).collect();
-        Ok(Prepared { compiled, services, rules, per_target, per_rule })
+        Ok(Prepared { compiled, services, rules, per_target, per_rule, cookie_key: None })
+    }
+
+    /// Install this policy together with the cookie secret `key` (read at `now_ns`): an engine whose secret
+    /// differs rotates to it ([`crate::engine::cookie::SynCookies::rotate`]: cookies under the
+    /// old secret keep validating for two slots). The session table and limiter hashes keep
+    /// the seeds they were built with.
+    pub fn with_cookie_key(mut self, key: [u8; 16], now_ns: u64) -> Prepared {
+        self.cookie_key = Some((key, now_ns));
+        self
     }
 
     /// The compiled tables.
