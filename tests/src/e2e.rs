@@ -248,6 +248,16 @@ impl Lab {
         }
     }
 
+    /// SIGKILL the scrubber (no clean-up of its own) and return its output.
+    pub fn kill_scrubber(&mut self) -> String {
+        let Some(mut c) = self.scrubber.take() else { return String::new() };
+        c.stop_with("KILL", Duration::from_secs(2));
+        match c.finish(Duration::from_secs(2)) {
+            Ok(o) => format!("{}\n{}", o.stdout, o.stderr),
+            Err(e) => e.to_string(),
+        }
+    }
+
     pub fn counts(&self) -> Counts {
         self.counters.read().expect("read nftables counters")
     }

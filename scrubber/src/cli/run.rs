@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use scrubber::control::config::{defaults, RunConfig, RunRequest};
+use scrubber::control::failopen::OnExit;
 use scrubber::control::supervisor;
 use scrubber::dataplane::Poll;
 use scrubber_xsk::Fallback;
@@ -86,6 +87,12 @@ pub struct RunArgs {
     /// same across the restart (IPv6 sessions need both).
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// What passes between ext and int while no scrubber is attached (crash, SIGKILL,
+    /// restart): `closed` nothing; `open` everything, unfiltered, through a kernel bridge
+    /// (`sbr-EXT`) that stops carrying the moment a scrubber attaches. Proxied connections
+    /// break across a bypass either way. README "Restarts".
+    #[arg(long, value_enum, default_value_t = OnExitArg::Closed)]
+    on_exit: OnExitArg,
     #[command(flatten)]
     limit: super::FileLimit,
 }
@@ -103,6 +110,14 @@ enum PollArg {
     /// its batches (for a worker sharing its core with that work); idle as `block`. Sets
     /// napi_defer_hard_irqs and gro_flush_timeout on ext and int (restored at exit).
     Busy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OnExitArg {
+    /// Fail closed: nothing passes.
+    Closed,
+    /// Fail open: a kernel bridge passes everything.
+    Open,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -144,6 +159,10 @@ pub fn run(a: RunArgs) -> Result<()> {
         cookie_secret: a.cookie_secret,
         max_file_size: a.limit.max_file_size,
         state: a.state,
+        on_exit: match a.on_exit {
+            OnExitArg::Closed => OnExit::Closed,
+            OnExitArg::Open => OnExit::Open,
+        },
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cfg = RunConfig::resolve(req, cores)?;

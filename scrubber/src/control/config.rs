@@ -253,6 +253,8 @@ pub struct RunRequest {
     pub max_file_size: u64,
     /// `--state FILE`: sessions saved on stop, restored on start.
     pub state: Option<PathBuf>,
+    /// `--on-exit`: what passes while no scrubber is attached.
+    pub on_exit: super::failopen::OnExit,
 }
 
 impl RunRequest {
@@ -278,6 +280,7 @@ impl RunRequest {
             cookie_secret: None,
             max_file_size: rulespec::FsSource::DEFAULT_MAX_BYTES,
             state: None,
+            on_exit: super::failopen::OnExit::Closed,
         }
     }
 }
@@ -319,6 +322,8 @@ pub struct RunConfig {
     pub cookie_secret: Option<PathBuf>,
     /// How rule files are read (also on reload).
     pub load: LoadOptions,
+    /// `--on-exit`: what passes while no scrubber is attached.
+    pub on_exit: super::failopen::OnExit,
 }
 
 impl RunConfig {
@@ -368,6 +373,7 @@ impl RunConfig {
             state: req.state,
             cookie_secret: req.cookie_secret,
             load,
+            on_exit: req.on_exit,
         })
     }
 

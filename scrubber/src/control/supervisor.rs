@@ -71,6 +71,9 @@ pub enum RunError {
     /// A worker could not start.
     #[error("{0}")]
     WorkerStart(String),
+    /// `--on-exit` could not be put in place.
+    #[error(transparent)]
+    FailOpen(#[from] super::failopen::FailOpenError),
     /// A worker thread could not be created.
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
@@ -246,9 +249,11 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         PolicySource::Protect(_) => format!("--protect {}", targets.join(" ")),
     };
 
+    let int_queues = scrubber_xsk::rx_queue_count(&cfg.int)?;
+    cfg.on_exit.check_queues(&cfg.ext, queues, workers)?;
+    cfg.on_exit.check_queues(&cfg.int, int_queues, workers)?;
     let signals = Signals::install()?;
     let ext_prog = Arc::new(XdpProgram::attach(&cfg.ext, queues, cfg.attach, cfg.fallback)?);
-    let int_queues = scrubber_xsk::rx_queue_count(&cfg.int)?;
     let int_prog = Arc::new(XdpProgram::attach(&cfg.int, int_queues, cfg.attach, cfg.fallback)?);
     let shared = Arc::new(Shared::new(workers, [ext_prog, int_prog]).map_err(RunError::Thread)?);
 
@@ -287,6 +292,17 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             let _ = h.join();
         }
         return Err(RunError::WorkerStart(e));
+    }
+    // Fail-open or fail-closed, now that the programs take every frame.
+    match cfg.on_exit.apply(&cfg.ext, &cfg.int) {
+        Ok(said) => said.iter().for_each(|l| eprintln!("scrubber: {l}")),
+        Err(e) => {
+            shared.running.store(false, Ordering::Relaxed);
+            for h in handles {
+                let _ = h.join();
+            }
+            return Err(e.into());
+        }
     }
     if state_loaded {
         // In the tables now: a crash from here on must not restore these sessions again.
