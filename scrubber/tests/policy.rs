@@ -335,19 +335,83 @@ fn learned_options_follow_the_backend() {
 }
 
 #[test]
-fn pickup_window_takes_up_live_connections_after_start() {
+fn pickup_window_takes_up_live_connections_the_server_confirms() {
     let mut e = engine("service web\n dst 198.18.0.10\n ports 80\n syn track\n pickup 30s\nend\n");
-    let ack = tcp("198.19.1.1", 4000, "198.18.0.10", 80, tf::ACK | tf::PSH).build();
-    // The first frame starts the clock; within 30 s an unknown ACK becomes a session.
-    assert_eq!(v_in(&mut e, T0, &ack), Verdict::Forward);
-    assert_eq!(v_in(&mut e, T0 + MS, &ack), Verdict::Forward);
+    let mut ack = tcp("198.19.1.1", 4000, "198.18.0.10", 80, tf::ACK | tf::PSH);
+    ack.payload = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    ack.options.timestamp = Some((777, 888));
+    let ack = ack.build();
+    // First sighting: dropped (the client retransmits).
+    assert_eq!(v_in(&mut e, T0, &ack), Verdict::Drop(DropReason::PickupUnverified));
+    // Seen again: the segment becomes a keep-alive probe to the server (seq − 1, no data, the
+    // client's timestamps).
+    let (v, out) = run(&mut e, T0 + 300 * MS, Direction::Inbound, &ack);
+    assert_eq!(v, Verdict::Forward);
+    let probe = TcpFrame::parse(&out).unwrap();
+    assert_eq!((probe.seq, probe.ack, probe.flags, probe.payload.len()), (999, 5000, tf::ACK, 0));
+    assert_eq!(probe.options.timestamp, Some((777, 888)));
+    assert_eq!(e.counters().pickup_probes, 1);
+    // While the probe is out, the client's segments wait.
+    assert_eq!(v_in(&mut e, T0 + 301 * MS, &ack), Verdict::Drop(DropReason::PickupUnverified));
+    // The server has the connection: its (duplicate) ACK confirms it.
+    let mut dup = tcp("198.18.0.10", 80, "198.19.1.1", 4000, tf::ACK);
+    dup.seq = 5000;
+    dup.ack = 1000;
+    assert_eq!(run(&mut e, T0 + 302 * MS, Direction::Outbound, &dup.build()).0, Verdict::Forward);
     assert_eq!(e.counters().sessions_picked_up, 1);
+    assert_eq!(v_in(&mut e, T0 + 600 * MS, &ack), Verdict::Forward, "the connection resumes");
+
+    // A flow the server does not know: its RST answers the probe, is consumed, and the flow
+    // is refused from then on.
+    let mut spoof = tcp("198.19.2.2", 5000, "198.18.0.10", 80, tf::ACK | tf::PSH);
+    spoof.ack = 0xdead_beef;
+    let spoof = spoof.build();
+    assert_eq!(v_in(&mut e, T0 + 700 * MS, &spoof), Verdict::Drop(DropReason::PickupUnverified));
+    assert_eq!(v_in(&mut e, T0 + 800 * MS, &spoof), Verdict::Forward, "probed");
+    let mut rst = tcp("198.18.0.10", 80, "198.19.2.2", 5000, tf::RST);
+    rst.seq = 0xdead_beef;
+    assert_eq!(
+        run(&mut e, T0 + 801 * MS, Direction::Outbound, &rst.build()).0,
+        Verdict::Drop(DropReason::PickupRejected)
+    );
+    assert_eq!(v_in(&mut e, T0 + 900 * MS, &spoof), Verdict::Drop(DropReason::PickupRejected));
+
+    // A server that talks first confirms its connection at once.
+    let mut srv = tcp("198.18.0.10", 80, "198.19.3.3", 6000, tf::ACK | tf::PSH);
+    srv.payload = vec![b'x'; 100];
+    assert_eq!(run(&mut e, T0 + MS, Direction::Outbound, &srv.build()).0, Verdict::Forward);
+    assert_eq!(e.counters().sessions_picked_up, 2);
+    let mut reply = tcp("198.19.3.3", 6000, "198.18.0.10", 80, tf::ACK);
+    reply.seq = 5000;
+    reply.ack = 1100;
+    assert_eq!(v_in(&mut e, T0 + 2 * MS, &reply.build()), Verdict::Forward);
+
+    // A random-source ACK flood in the window: no session, at most the probe budget probed.
+    let before = e.session_count();
+    let mut probes = 0;
+    for i in 0..20_000u32 {
+        let mut f = tcp(
+            &format!("198.19.{}.{}", 10 + (i >> 8) % 200, i & 255),
+            1024 + (i % 60000) as u16,
+            "198.18.0.10",
+            80,
+            tf::ACK | tf::PSH,
+        );
+        f.seq = i.wrapping_mul(2_654_435_761);
+        if v_in(&mut e, T0 + 1_000 * MS + u64::from(i) * 10_000, &f.build()) == Verdict::Forward {
+            probes += 1;
+        }
+    }
+    assert_eq!(e.session_count(), before, "the flood created no session");
+    assert_eq!(probes, 0, "no flow of this flood repeated: nothing probed");
+
     // RST and FIN without a session are never picked up.
     let rst = tcp("198.19.1.1", 4001, "198.18.0.10", 80, tf::RST).build();
     assert_eq!(v_in(&mut e, T0 + MS, &rst), Verdict::Drop(DropReason::RstNoSession));
     // After the window the ACK flood defence is back.
     let late = tcp("198.19.1.1", 4002, "198.18.0.10", 80, tf::ACK).build();
     assert_eq!(v_in(&mut e, T0 + 31_000 * MS, &late), Verdict::Drop(DropReason::AckNoSession));
+    assert_eq!(v_in(&mut e, T0 + 31_500 * MS, &late), Verdict::Drop(DropReason::AckNoSession));
 }
 
 #[test]

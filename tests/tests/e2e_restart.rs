@@ -6,7 +6,7 @@
 use scrubber::tools::lab::exec::run_ns;
 use scrubber::tools::lab::flood::Kind;
 use scrubber::tools::lab::nft::{Class, Source};
-use scrubber::tools::lab::topo::{Middle, Role};
+use scrubber::tools::lab::topo::{Middle, Role, SERVER4};
 use scrubber_tests::e2e::*;
 use std::time::{Duration, Instant};
 
@@ -111,4 +111,78 @@ fn e2e_restart_sigkill_with_on_exit_open_keeps_traffic_flowing() {
     lab.kill_scrubber();
     let c = lab.connect(V4_80, 3, None, 3);
     assert_eq!(c.ok, 0, "nothing passes while no scrubber runs (closed): {c:?}");
+}
+
+/// Stats of the running scrubber: (sum over workers of a counter, of a table gauge).
+fn stats(lab: &Lab, counter: &str, table: &str) -> (u64, u64) {
+    let out = run_ns(&lab.topo.ns(Role::Middle), &lab.exe, &["stats", "--socket", &lab.socket, "--json"])
+        .expect("scrubber stats");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stats JSON");
+    let w = v["workers"].as_array().expect("workers");
+    let c = w
+        .iter()
+        .map(|w| {
+            let c = &w["counters"];
+            c[counter].as_u64().or_else(|| c["dropped"][counter].as_u64()).unwrap_or(0)
+        })
+        .sum();
+    let t = w.iter().map(|w| w["table"][table].as_u64().unwrap_or(0)).sum();
+    (c, t)
+}
+
+/// A crash restart without `--state`, with a pickup window, and a max-rate random-source
+/// ACK-PSH flood right after it: under 1 % of the flood reaches the server, the table never
+/// fills, and the connections open before the crash (an upload and a download) resume.
+#[test]
+fn e2e_restart_pickup_window_under_an_ack_psh_flood() {
+    let Some(_g) = begin("e2e_restart_pickup_window_under_an_ack_psh_flood") else { return };
+    let dir = std::env::temp_dir().join(format!("e2e-pickup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("pickup.rules");
+    std::fs::write(
+        &rules,
+        "sessions 64k\nservice web\n  dst 198.18.0.10\n  proto tcp\n  ports 80\n  syn track\n  pickup 60s\nend\n",
+    )
+    .unwrap();
+    let rules_s = rules.to_string_lossy().into_owned();
+    let args = ["--rules", rules_s.as_str()];
+    let mut lab = Lab::new(Middle::Open, None);
+    lab.start_scrubber_with(&args);
+    lab.wait_path(V4_80, Duration::from_secs(15));
+
+    let up = lab.transfer_paced_bg(V4_80, "24M", "up", 24);
+    let down = lab.transfer_paced_bg(V4_80, "24M", "down", 24);
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.kill_scrubber();
+    lab.start_scrubber_with(&args);
+    let t_start = Instant::now();
+    let before = lab.counts();
+    let flood =
+        lab.trafgen(Kind::AckPsh, std::net::IpAddr::V4(SERVER4), 1_500_000, 1_000_000).finish().expect("trafgen");
+    let flood_secs = t_start.elapsed().as_secs_f64();
+    let d = lab.counts().since(&before);
+    let (picked, live) = stats(&lab, "sessions_picked_up", "live");
+    let (probes, cap) = stats(&lab, "pickup_probes", "capacity");
+    let (unverified, _) = stats(&lab, "pickup_unverified", "live");
+    let r_up = Lab::transfer_done(up);
+    let r_down = Lab::transfer_done(down);
+    let at_server = d.get(Source::Spoof4, Class::AckPsh);
+    let probes_at_server = d.get(Source::Spoof4, Class::Ack);
+    eprintln!(
+        "e2e: pickup under flood: trafgen sent {} ACK-PSH in {flood_secs:.1} s; at the server: {at_server} flood frames ({:.3} %), {probes_at_server} probes; scrubber: {probes} probes, {unverified} unverified drops, {picked} sessions picked up, table {live} of {cap}",
+        flood.sent,
+        100.0 * at_server as f64 / flood.sent.max(1) as f64
+    );
+    eprintln!("e2e: upload {r_up:?}\ne2e: download {r_down:?}");
+    assert!(flood.sent >= 100_000, "the flood was too small to mean anything: {flood:?}");
+    assert!(
+        (at_server as f64) < 0.01 * flood.sent as f64,
+        "{at_server} of {} flood frames reached the server",
+        flood.sent
+    );
+    assert!(live < cap / 2, "the table filled up: {live} of {cap}");
+    assert!(picked >= 2, "both transfers were picked up ({picked})");
+    assert_intact("upload across a crash restart with pickup under a flood", &r_up);
+    assert_intact("download across a crash restart with pickup under a flood", &r_down);
+    let _ = std::fs::remove_dir_all(&dir);
 }

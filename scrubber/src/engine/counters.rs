@@ -263,6 +263,12 @@ crate::counters! {
         /// Session-less ACKs towards a service that were taken up as established sessions
         /// during the mid-stream pickup window after start (`pickup` / `learning-window`).
         counter "sessions" sessions_picked_up,
+        /// Keep-alive probes sent to servers for session-less client ACKs seen twice during
+        /// the pickup window.
+        counter "sessions" pickup_probes,
+        /// Session-less client ACKs seen twice during the pickup window that found the probe
+        /// budget spent (or the probe area's slot taken).
+        counter "sessions" pickup_probes_refused,
         /// Closed or closing sessions replaced by a new SYN on the same 4-tuple (immediate port
         /// reuse).
         counter "sessions" sessions_reused,

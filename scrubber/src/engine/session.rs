@@ -358,6 +358,14 @@ pub struct Probe {
     hint: u32,
 }
 
+impl Probe {
+    /// The key as the table stores it (see [`SessionTable::for_each_live`]).
+    #[inline]
+    pub fn stored_key(&self) -> u128 {
+        self.key
+    }
+}
+
 /// Bit `i` set when `t[i] == v`.
 #[inline]
 fn match_mask(t: &Tags, v: u16) -> u32 {

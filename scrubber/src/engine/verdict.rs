@@ -112,6 +112,12 @@ drop_reasons! {
     /// ACK or ACK-PSH (with or without data) that belongs to no tracked session and does not
     /// carry a valid SYN cookie. This is the ACK / ACK-PSH flood defence.
     AckNoSession = "ack_no_session",
+    /// During the pickup window: a session-less client ACK not (yet) confirmed by the server
+    /// (first sighting, probe in flight or over budget; see `engine::tcp::pickup`).
+    PickupUnverified = "pickup_unverified",
+    /// During the pickup window: a client ACK of a flow the server refused (it answered the
+    /// probe with a RST), or that RST itself (consumed: it would go to a spoofed source).
+    PickupRejected = "pickup_rejected",
     /// RST that belongs to no tracked session.
     RstNoSession = "rst_no_session",
     /// FIN that belongs to no tracked session.

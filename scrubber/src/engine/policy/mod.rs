@@ -148,6 +148,8 @@ pub struct Prepared {
     pub(crate) rules: Vec<RuleRt>,
     pub(crate) per_target: Vec<TargetCounters>,
     pub(crate) per_rule: Vec<RuleCounters>,
+    /// The pickup gate, when a service has a pickup window (see [`crate::engine::tcp::pickup`]).
+    pub(crate) pickup: Option<Box<crate::engine::tcp::pickup::PickupGate>>,
     /// A cookie secret to rotate to when installed (see [`Prepared::with_cookie_key`]).
     pub(crate) cookie_key: Option<([u8; 16], u64)>,
 }
@@ -179,7 +181,7 @@ impl Prepared {
         if cs.len() > MAX_SERVICES {
             return Err(PolicyError::TooManyServices(cs.len()));
         }
-        let services = cs
+        let services: Vec<SvcRt> = cs
             .iter()
             .map(|s| {
                 let learn = if o.fixed_advertise {
@@ -271,7 +273,12 @@ impl Prepared {
         let per_target = cs.iter().map(|s| TargetCounters::new(s.name.clone())).collect();
         let per_rule =
             compiled.rules().iter().map(|r| RuleCounters::new(format!("{} {}", r.location, r.text))).collect();
-        Ok(Prepared { compiled, services, rules, per_target, per_rule, cookie_key: None })
+        let window = compiled.settings().learning_window > std::time::Duration::ZERO
+            || services.iter().any(|s: &SvcRt| s.pickup_ns > 0);
+        let pickup = window.then(|| {
+            Box::new(crate::engine::tcp::pickup::PickupGate::new(o.rate_share, o.seed.rotate_left(7), o.now_ns))
+        });
+        Ok(Prepared { compiled, services, rules, per_target, per_rule, pickup, cookie_key: None })
     }
 
     /// Install this policy together with the cookie secret `key` (read at `now_ns`): an engine whose secret
@@ -293,6 +300,10 @@ impl Prepared {
     /// rates apply), counters of rules, targets and services with the same name, learned
     /// options and `syn auto` windows of services with the same name. Moves and copies only.
     pub(crate) fn adopt(&mut self, old: &mut Prepared) {
+        // The pickup gate's filter and probes carry over (the fresh one retires with `old`).
+        if self.pickup.is_some() && old.pickup.is_some() {
+            core::mem::swap(&mut self.pickup, &mut old.pickup);
+        }
         for (i, r) in self.rules.iter_mut().enumerate() {
             let Some(j) = old.rules.iter().position(|o| o.fingerprint == r.fingerprint) else { continue };
             let o = &mut old.rules[j];

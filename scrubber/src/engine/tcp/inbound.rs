@@ -181,7 +181,7 @@ impl Engine {
                 return v;
             }
         }
-        if let Some(v) = self.pickup(now, d, key, svc) {
+        if let Some(v) = self.pickup(now, d, frame, key, svc) {
             return v;
         }
         if self.cookies_possible(svc) {

@@ -19,6 +19,7 @@
 pub mod emit;
 pub mod inbound;
 pub mod outbound;
+pub mod pickup;
 pub mod proxy;
 pub mod recent;
 pub mod seq;

@@ -37,6 +37,9 @@ impl Engine {
             if f.syn {
                 return Verdict::Drop(DropReason::SynAckNoSession);
             }
+            if let Some(v) = self.pickup_server(now, d, &key, svc) {
+                return v;
+            }
             if f.rst {
                 self.counters.rst_forwarded_outbound += 1;
             }

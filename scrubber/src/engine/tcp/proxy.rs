@@ -3,6 +3,7 @@
 //! have sent, the backend's SYN-ACK consumed. Also mid-stream pickup after a restart.
 
 use super::emit::{swap_macs, write_segment, write_segment_with, NoRoom, Segment};
+use super::pickup::Gate;
 use super::stash::MAX_EARLY;
 use super::{eff_ws, rescale, SeqNumber};
 use crate::engine::cookie::SynOptions;
@@ -188,24 +189,84 @@ impl Engine {
         mss
     }
 
-    /// Mid-stream pickup: during the pickup window after start (the service's `pickup`, or
-    /// the global `learning-window` if longer), a session-less ACK (no SYN, RST or FIN) towards
-    /// a service is taken up as an established, tracked session instead of being dropped, so
-    /// connections that were open before a restart survive. Counted in
-    /// `sessions_picked_up`; an established pickup never evicts an established session.
-    pub(crate) fn pickup(&mut self, now: u64, d: &Dissected, key: &FlowKey, svc: usize) -> Option<Verdict> {
-        if d.tcp.flags & (tf::SYN | tf::RST | tf::FIN | tf::ACK) != tf::ACK {
+    /// Whether `now` is inside service `svc`'s pickup window (the service's `pickup`, or the
+    /// global `learning-window` if longer, counted from the first frame).
+    fn in_pickup_window(&self, now: u64, svc: usize) -> bool {
+        match (self.pickup_window(svc), self.started_ns) {
+            (Some(w), Some(start)) => w > 0 && now.saturating_sub(start) < w,
+            _ => false,
+        }
+    }
+
+    /// Mid-stream pickup, client side (see [`super::pickup`]): during the pickup window a
+    /// session-less ACK (no SYN, RST or FIN) towards a service is dropped the first time its
+    /// flow is seen; seen again, it becomes a keep-alive probe to the server (`seq − 1`, no
+    /// data), within the probe budget. Only the server's answer creates a session
+    /// ([`Engine::pickup_server`]).
+    pub(crate) fn pickup(
+        &mut self,
+        now: u64,
+        d: &Dissected,
+        frame: &mut FrameBuf<'_>,
+        key: &FlowKey,
+        svc: usize,
+    ) -> Option<Verdict> {
+        if d.tcp.flags & (tf::SYN | tf::RST | tf::FIN | tf::ACK) != tf::ACK || !self.in_pickup_window(now, svc) {
             return None;
         }
-        let window = self.pickup_window(svc)?;
-        let start = self.started_ns?;
-        if window == 0 || now.saturating_sub(start) >= window {
+        let stored = self.probe(key).stored_key();
+        let gate = self.pol.pickup.as_mut()?;
+        let h = gate.hash(stored);
+        Some(match gate.client_ack(h, now) {
+            Gate::Probe => {
+                let ts = d.tcp.options().ok().and_then(|o| o.timestamp);
+                let seg = Segment::new(
+                    d.src,
+                    d.dst,
+                    d.sport,
+                    d.dport,
+                    d.tcp.seq.wrapping_sub(1),
+                    d.tcp.ack,
+                    tf::ACK,
+                    d.tcp.window,
+                    OptionsRepr { timestamp: ts, ..OptionsRepr::default() },
+                );
+                if write_segment(frame, d, &seg).is_err() {
+                    return Some(Verdict::Drop(DropReason::PickupUnverified));
+                }
+                self.counters.pickup_probes += 1;
+                Verdict::Forward
+            }
+            Gate::Rejected => Verdict::Drop(DropReason::PickupRejected),
+            Gate::Budget | Gate::Busy => {
+                self.counters.pickup_probes_refused += 1;
+                Verdict::Drop(DropReason::PickupUnverified)
+            }
+            Gate::FirstSighting | Gate::Pending => Verdict::Drop(DropReason::PickupUnverified),
+        })
+    }
+
+    /// Mid-stream pickup, server side: during the pickup window a session-less segment from a
+    /// protected server proves the connection exists, and becomes an established, tracked
+    /// session (counted in `sessions_picked_up`); a RST answering one of the scrubber's probes
+    /// is consumed. `None`: not in a window, or a RST that answers no probe (forwarded as
+    /// before).
+    pub(crate) fn pickup_server(&mut self, now: u64, d: &Dissected, key: &FlowKey, svc: usize) -> Option<Verdict> {
+        if !self.in_pickup_window(now, svc) || d.tcp.flags & tf::SYN != 0 {
             return None;
         }
-        if self.conn_admit(&d.src).is_err() {
-            return Some(Verdict::Drop(DropReason::ConnLimit));
+        let rst = d.tcp.flags & tf::RST != 0;
+        let probe = self.probe(key);
+        if let Some(g) = self.pol.pickup.as_mut() {
+            let h = g.hash(probe.stored_key());
+            if g.server_segment(h, rst, now) == Some(true) {
+                return Some(Verdict::Drop(DropReason::PickupRejected));
+            }
         }
-        let mut s = Session {
+        if rst {
+            return None;
+        }
+        let s = Session {
             last_seen: tick(now),
             state: SessionState::Established,
             flags: 0,
@@ -214,19 +275,18 @@ impl Engine {
             server_ws: 14,
             adv_ws: WS_NONE,
             svc: svc as u8,
-            win_c: d.tcp.window,
-            win_s: u16::MAX,
-            next_c: SeqNumber(d.tcp.seq) + d.tcp.payload_len as u32,
-            next_s: SeqNumber(d.tcp.ack),
+            win_c: u16::MAX,
+            win_s: d.tcp.window,
+            next_c: SeqNumber(d.tcp.ack),
+            next_s: SeqNumber(d.tcp.seq) + d.tcp.payload_len as u32,
             ..Session::default()
         };
-        self.conn_count(&d.src, &mut s);
-        match self.table.insert_probe(&self.probe(key), s) {
+        match self.table.insert_probe(&probe, s) {
             Ok(_) => {
                 self.counters.sessions_picked_up += 1;
                 Some(Verdict::Forward)
             }
-            Err(_) => Some(Verdict::Drop(DropReason::SessionTableFull)),
+            Err(_) => None,
         }
     }
 
