@@ -579,3 +579,86 @@ fn check_runs_the_loaders_checks_and_reads_files_safely() {
         assert!(t0.elapsed() < std::time::Duration::from_secs(5), "a FIFO must not block the check");
     }
 }
+
+/// Replay outputs are all or nothing: a directory named as an output is refused before
+/// anything is written, a FIFO as input is refused at once, and SIGINT in the middle of a long
+/// replay leaves neither outputs nor temporary files.
+#[test]
+fn replay_outputs_are_all_or_nothing_and_fifos_are_refused() {
+    let dir = tmpdir("replay-atomic");
+    let pass = dir.join("pass.pcap");
+    let o = run(&["replay", p(&sample()), "--protect", "198.18.0.10:80", "--pass", p(&pass), "--drop", p(&dir)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("names a directory"), "{}", stderr(&o));
+    assert!(!pass.exists(), "no half set of outputs");
+
+    let fifo = dir.join("in.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let t = std::time::Instant::now();
+    let o = run(&["replay", p(&fifo), "--protect", "198.18.0.10:80"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "a FIFO must not hang the replay");
+
+    // A long capture (1.5 M frames), interrupted.
+    let big = dir.join("big.pcap");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        let mut hdr = Vec::new();
+        for v in [0xa1b2_c3d4u32.to_le_bytes().to_vec(), 2u16.to_le_bytes().to_vec(), 4u16.to_le_bytes().to_vec()] {
+            hdr.extend(v);
+        }
+        hdr.extend([0u8; 8]);
+        hdr.extend(65535u32.to_le_bytes());
+        hdr.extend(1u32.to_le_bytes());
+        w.write_all(&hdr).unwrap();
+        let frame = scrubber::wire::builder::TcpFrame::new(
+            "198.19.1.1".parse().unwrap(),
+            1234,
+            "198.18.0.10".parse().unwrap(),
+            80,
+            scrubber::wire::tcp::flags::ACK,
+        )
+        .build();
+        for i in 0..1_500_000u32 {
+            w.write_all(&(1_700_000_000 + i / 1_000_000).to_le_bytes()).unwrap();
+            w.write_all(&(i % 1_000_000).to_le_bytes()).unwrap();
+            w.write_all(&(frame.len() as u32).to_le_bytes()).unwrap();
+            w.write_all(&(frame.len() as u32).to_le_bytes()).unwrap();
+            w.write_all(&frame).unwrap();
+        }
+    }
+    let drop = dir.join("drop.pcap");
+    let mut child = std::process::Command::new(BIN)
+        .args(["replay", p(&big), "--protect", "198.18.0.10:80", "--pass", p(&pass), "--drop", p(&drop)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it is writing (a temporary file appears), then interrupt it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".partial")) {
+        assert!(std::time::Instant::now() < deadline, "the replay never started writing");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    eprintln!("replay under SIGINT: {}", err.trim());
+    if err.contains("interrupted") {
+        assert_eq!(out.status.code(), Some(1), "{err}");
+    } else {
+        // It finished before the signal landed: then both outputs are complete.
+        assert!(out.status.success(), "{err}");
+    }
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    assert_eq!(pass.exists(), drop.exists(), "both outputs or neither");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -103,7 +103,9 @@ pub fn run(a: ReplayArgs) -> Result<()> {
         eprintln!("{w}");
     }
     let mut engine = Engine::new(cfg.engine).context("cannot build the engine")?;
-    match replay::replay(&mut engine, &cfg.files) {
+    // SIGINT/SIGTERM end the replay between batches, leaving no output behind.
+    let signals = scrubber::control::signals::Signals::install()?;
+    match replay::replay_until(&mut engine, &cfg.files, &signals.stop) {
         Ok(summary) => print_summary(&summary, a.json),
         Err(ReplayError::Stopped { path, packet, offset, detail, summary }) => {
             // Show what was done before the bad record, then fail.

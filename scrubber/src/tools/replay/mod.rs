@@ -43,6 +43,7 @@ pub use crate::control::config::ReplayFiles;
 use crate::engine::{Direction, Engine, Job, Verdict, MAX_BATCH};
 use pcap::{Input, Output, ReadError, Record};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use summary::Progress;
 pub use summary::{OutputSummary, ReasonCounts, Summary};
@@ -124,6 +125,12 @@ pub enum ReplayError {
         #[source]
         source: std::io::Error,
     },
+    /// Stopped by a signal (SIGINT/SIGTERM) before the end; no output was left behind.
+    #[error("interrupted after {packets} packets: no output was written")]
+    Interrupted {
+        /// Packets read before the stop.
+        packets: u64,
+    },
     /// A record after the header could not be read. The frames before it were processed and
     /// the outputs written; `summary` holds the counts so far (with [`Summary::stopped`] set).
     #[error(
@@ -148,6 +155,12 @@ pub enum ReplayError {
 ///
 /// See the [module documentation](self) for what goes where and what happens on bad input.
 pub fn replay(engine: &mut Engine, opts: &ReplayFiles) -> Result<Summary, ReplayError> {
+    replay_until(engine, opts, &AtomicBool::new(false))
+}
+
+/// [`replay`] that gives up when `stop` becomes true (checked between batches; e.g. set by
+/// SIGINT/SIGTERM): [`ReplayError::Interrupted`], and no output is left behind.
+pub fn replay_until(engine: &mut Engine, opts: &ReplayFiles, stop_flag: &AtomicBool) -> Result<Summary, ReplayError> {
     check_paths(opts)?;
     let started = Instant::now();
     let mut input = Input::open(&opts.input)?;
@@ -172,6 +185,10 @@ pub fn replay(engine: &mut Engine, opts: &ReplayFiles) -> Result<Summary, Replay
 
     let mut eof = false;
     while !eof && stop.is_none() {
+        if stop_flag.load(Ordering::Relaxed) {
+            // The outputs' temporary files go with them (dropped here).
+            return Err(ReplayError::Interrupted { packets: s.frames });
+        }
         // Read a batch.
         meta.clear();
         while meta.len() < MAX_BATCH {
@@ -284,9 +301,13 @@ pub fn replay(engine: &mut Engine, opts: &ReplayFiles) -> Result<Summary, Replay
     }
     progress.finish();
 
-    for o in [pass, drop, answers].into_iter().flatten() {
-        s.outputs.push(o.commit()?);
+    // All or nothing: every output is flushed and synced first, then all are moved into place
+    // (a failure in between removes the ones already moved).
+    let mut outs: Vec<Output> = [pass, drop, answers].into_iter().flatten().collect();
+    for o in &mut outs {
+        o.finish()?;
     }
+    s.outputs = pcap::publish_all(outs)?;
     let elapsed = started.elapsed();
     s.elapsed_seconds = elapsed.as_secs_f64();
     s.frames_per_second = if elapsed > Duration::ZERO { s.frames as f64 / elapsed.as_secs_f64() } else { 0.0 };
@@ -312,6 +333,18 @@ fn check_paths(opts: &ReplayFiles) -> Result<(), ReplayError> {
     .into_iter()
     .filter_map(|(n, p)| p.map(|p| (n, p)))
     .collect();
+    for (n, p) in &named[1..] {
+        if let Ok(m) = std::fs::metadata(p) {
+            if !m.is_file() {
+                return Err(ReplayError::Output {
+                    path: p.to_path_buf(),
+                    source: std::io::Error::other(format!(
+                        "{n} names a directory or special file, not a capture file: give a file name"
+                    )),
+                });
+            }
+        }
+    }
     for (i, (a, pa)) in named.iter().enumerate() {
         for (b, pb) in &named[i + 1..] {
             let same = pa == pb || matches!((normalize(pa), normalize(pb)), (Some(x), Some(y)) if x == y);

@@ -28,13 +28,22 @@ pub(crate) enum ReadError {
 }
 
 pub(crate) enum Input {
-    Pcap { r: PcapReader<File>, header: PcapHeader, offset: u64 },
+    Pcap { r: PcapReader<File>, header: PcapHeader, offset: u64, path: PathBuf },
     PcapNg { r: PcapNgReader<File>, offset: u64, last_ts: u64, path: PathBuf, packets: u64 },
 }
 
 impl Input {
     pub(crate) fn open(path: &Path) -> Result<Input, ReplayError> {
         let open_err = |source| ReplayError::Open { path: path.to_path_buf(), source };
+        // Look before opening: opening a FIFO would wait for a writer, and replay needs a file
+        // it can seek in.
+        let meta = std::fs::metadata(path).map_err(open_err)?;
+        if !meta.is_file() {
+            let what = if meta.is_dir() { "a directory" } else { "not a regular file (a FIFO, socket or device)" };
+            return Err(open_err(std::io::Error::other(format!(
+                "it is {what}: replay reads capture files; save the capture to a file first"
+            ))));
+        }
         let mut f = File::open(path).map_err(open_err)?;
         let len = f.metadata().map_err(open_err)?.len();
         if f.metadata().map_err(open_err)?.is_dir() {
@@ -66,7 +75,7 @@ impl Input {
                 if header.datalink != DataLink::ETHERNET {
                     return Err(link_type_error(path, header.datalink));
                 }
-                Ok(Input::Pcap { r, header, offset: 24 })
+                Ok(Input::Pcap { r, header, offset: 24, path: path.to_path_buf() })
             }
             [0x0a, 0x0d, 0x0d, 0x0a] => {
                 // Length of the first section header block, for byte offsets in messages.
@@ -111,11 +120,15 @@ impl Input {
 
     pub(crate) fn next(&mut self, buf: &mut [u8]) -> Result<Option<Record>, ReadError> {
         match self {
-            Input::Pcap { r, header, offset } => {
+            Input::Pcap { r, header, offset, path } => {
                 let raw = match r.next_raw_packet() {
                     None => return Ok(None),
                     Some(Ok(raw)) => raw,
-                    Some(Err(e)) => return Err(ReadError::Stop { offset: *offset, detail: read_error_detail(e) }),
+                    Some(Err(e)) => {
+                        let big = header.endianness == Endianness::Big;
+                        let detail = diagnose(path, *offset, 8, big).unwrap_or_else(|| read_error_detail(e));
+                        return Err(ReadError::Stop { offset: *offset, detail });
+                    }
                 };
                 *offset += 16 + raw.data.len() as u64;
                 let frac_ns = match header.ts_resolution {
@@ -130,7 +143,11 @@ impl Input {
                 let raw = match r.next_raw_block() {
                     None => return Ok(None),
                     Some(Ok(raw)) => raw,
-                    Some(Err(e)) => return Err(ReadError::Stop { offset: *offset, detail: read_error_detail(e) }),
+                    Some(Err(e)) => {
+                        let big = endianness == Endianness::Big;
+                        let detail = diagnose(path, *offset, 4, big).unwrap_or_else(|| read_error_detail(e));
+                        return Err(ReadError::Stop { offset: *offset, detail });
+                    }
                 };
                 let block_offset = *offset;
                 *offset += u64::from(raw.initial_len);
@@ -197,6 +214,40 @@ fn copy_record(buf: &mut [u8], ts_ns: u64, data: &[u8], orig_len: u32) -> Record
     let n = data.len().min(buf.len());
     buf[..n].copy_from_slice(&data[..n]);
     Record { ts_ns, caplen: data.len(), orig_len }
+}
+
+/// Largest record the capture reader takes (its read buffer, 8,000,000 bytes).
+pub(crate) const MAX_RECORD: u64 = 8_000_000;
+
+/// Why the record at `offset` could not be read, from its length field (a u32 at `offset +
+/// len_at`, pcap's `incl_len` or pcapng's block length): a record longer than the reader takes,
+/// or one that runs past the end of the file. `None` when the length explains nothing.
+fn diagnose(path: &Path, offset: u64, len_at: u64, big_endian: bool) -> Option<String> {
+    let mut f = File::open(path).ok()?;
+    let size = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(offset + len_at)).ok()?;
+    let mut b = [0u8; 4];
+    if f.read_exact(&mut b).is_err() {
+        return Some("the file ends inside this record's header: the capture is truncated".to_string());
+    }
+    let len = u64::from(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) });
+    let header = if len_at == 8 { 16 } else { 0 };
+    let left = size.saturating_sub(offset + header);
+    if len > MAX_RECORD {
+        Some(format!(
+            "this record says it holds {len} bytes, more than the {MAX_RECORD} a record may have here (a frame \
+             is at most 65,535 bytes{}): its length field is corrupt, or the capture holds records \
+             no Ethernet capture has",
+            if len > left { format!("; and only {left} bytes follow in the file") } else { String::new() }
+        ))
+    } else if len > left {
+        Some(format!(
+            "this record says it holds {len} bytes but only {left} follow: the capture is truncated (or \
+             the record's length field is corrupt)"
+        ))
+    } else {
+        None
+    }
 }
 
 fn read_error_detail(e: PcapError) -> String {
@@ -269,6 +320,7 @@ pub(crate) struct Output {
     writer: Option<PcapWriter<BufWriter<File>>>,
     frames: u64,
     ts_resolution: TsResolution,
+    published: bool,
 }
 
 impl Output {
@@ -283,7 +335,8 @@ impl Output {
         let tmp = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
         let err = |source| ReplayError::Output { path: path.to_path_buf(), source };
         let file = File::create(&tmp).map_err(err)?;
-        let mut out = Output { kind, tmp, path: path.to_path_buf(), writer: None, frames: 0, ts_resolution };
+        let mut out =
+            Output { kind, tmp, path: path.to_path_buf(), writer: None, frames: 0, ts_resolution, published: false };
         let header = PcapHeader {
             snaplen: FRAME_BUF as u32,
             datalink: DataLink::ETHERNET,
@@ -326,22 +379,40 @@ impl Output {
         Ok(())
     }
 
-    /// Flush, sync and move the file to its final name.
-    pub(crate) fn commit(mut self) -> Result<OutputSummary, ReplayError> {
+    /// Flush and sync the temporary file (it stays under its temporary name).
+    pub(crate) fn finish(&mut self) -> Result<(), ReplayError> {
         let err = |path: &Path, source| ReplayError::Output { path: path.to_path_buf(), source };
         if let Some(w) = self.writer.take() {
             let file = w.into_writer().into_inner().map_err(|e| err(&self.path, e.into_error()))?;
             file.sync_all().map_err(|e| err(&self.path, e))?;
         }
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| err(&self.path, e))?;
-        Ok(OutputSummary { kind: self.kind, path: self.path.display().to_string(), frames: self.frames })
+        Ok(())
     }
+}
+
+/// Move finished outputs to their final names, all or none: when one cannot be moved, those
+/// already moved are removed again and every temporary file goes.
+pub(crate) fn publish_all(mut outs: Vec<Output>) -> Result<Vec<OutputSummary>, ReplayError> {
+    let mut done: Vec<OutputSummary> = Vec::with_capacity(outs.len());
+    for i in 0..outs.len() {
+        let o = &mut outs[i];
+        if let Err(source) = std::fs::rename(&o.tmp, &o.path) {
+            let e = ReplayError::Output { path: o.path.clone(), source };
+            for d in &done {
+                let _ = std::fs::remove_file(&d.path);
+            }
+            return Err(e); // `outs` drop: the remaining temporary files are removed
+        }
+        o.published = true;
+        done.push(OutputSummary { kind: o.kind, path: o.path.display().to_string(), frames: o.frames });
+    }
+    Ok(done)
 }
 
 impl Drop for Output {
     fn drop(&mut self) {
-        if self.writer.is_some() {
-            self.writer = None;
+        self.writer = None;
+        if !self.published {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
