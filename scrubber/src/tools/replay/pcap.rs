@@ -394,8 +394,7 @@ impl Output {
 /// already moved are removed again and every temporary file goes.
 pub(crate) fn publish_all(mut outs: Vec<Output>) -> Result<Vec<OutputSummary>, ReplayError> {
     let mut done: Vec<OutputSummary> = Vec::with_capacity(outs.len());
-    for i in 0..outs.len() {
-        let o = &mut outs[i];
+    for o in outs.iter_mut() {
         if let Err(source) = std::fs::rename(&o.tmp, &o.path) {
             let e = ReplayError::Output { path: o.path.clone(), source };
             for d in &done {
