@@ -630,7 +630,7 @@ fn replay_outputs_are_all_or_nothing_and_fifos_are_refused() {
         }
     }
     let drop = dir.join("drop.pcap");
-    let mut child = std::process::Command::new(BIN)
+    let child = std::process::Command::new(BIN)
         .args(["replay", p(&big), "--protect", "198.18.0.10:80", "--pass", p(&pass), "--drop", p(&drop)])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
