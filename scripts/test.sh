@@ -82,4 +82,15 @@ cargo run -q -p scrubber --locked -- replay samples/sample.pcap \
 for f in pass drop answers; do
     [ -s "$out/$f.pcap" ] || { echo "error: replay did not write $f.pcap" >&2; exit 1; }
 done
+# ---------------------------------------------------------------------------------------------
+# Coverage-guided fuzzing (AFL++ through cargo-afl, stable Rust) of the frame dissector, TCP
+# options, the engine, the rule files and the capture reader, from the committed corpora, for
+# FUZZ_SECONDS (default 30) each, plus a canary the fuzzer must find.
+if ! command -v cargo-afl >/dev/null 2>&1; then
+    say "cargo install cargo-afl --locked"
+    cargo install cargo-afl --locked --quiet
+fi
+say "scripts/fuzz.sh ${FUZZ_SECONDS:-30}"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+
 say "all tests passed"
