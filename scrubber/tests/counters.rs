@@ -67,6 +67,8 @@ fn snapshot() -> Snapshot {
     fill(&mut w.rings, 4000);
     let mut reload = ReloadStats::default();
     fill(&mut reload, 5000);
+    let mut links = scrubber::control::links::LinkStats::default();
+    fill(&mut links, 6000);
     Snapshot {
         version: SNAPSHOT_VERSION,
         pid: 1,
@@ -74,6 +76,7 @@ fn snapshot() -> Snapshot {
         uptime_secs: 1.0,
         policy: "p".into(),
         reload,
+        links,
         workers: vec![w],
     }
 }
@@ -87,6 +90,7 @@ fn stats_text_shows_every_declared_counter() {
     assert_in_text("scrubber stats", &text, &group_names::<LimiterStats>());
     assert_in_text("scrubber stats", &text, &group_names::<RingStats>());
     assert_in_text("scrubber stats", &text, &group_names::<ReloadStats>());
+    assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::links::LinkStats>());
     let labels = family_labels(&s.workers[0].counters);
     assert_in_text("scrubber stats", &text, &labels.iter().map(String::as_str).collect::<Vec<_>>());
     // With a previous snapshot, counters get rates.

@@ -131,7 +131,9 @@ fn write_hint(path: &Path, e: &io::Error) -> &'static str {
             " (the driver has no NAPI instance to thread yet: on veth attach the XDP program first or turn GRO on with `ethtool -K IF gro on`)"
         }
         Some(95) | Some(22) => " (the driver does not support this value)",
-        Some(1) | Some(13) => " (run as root, or grant CAP_NET_ADMIN)",
+        Some(1) | Some(13) => {
+            " (the files under /sys/class/net are root's, mode 0644: run as root, or grant CAP_DAC_OVERRIDE and CAP_NET_ADMIN)"
+        }
         Some(2) => " (this kernel or driver does not have the knob)",
         _ => "",
     }

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod failopen;
 pub mod knobs;
+pub mod links;
 pub mod preflight;
 pub mod reload;
 pub mod secret;

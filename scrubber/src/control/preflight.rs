@@ -22,6 +22,8 @@ pub const MIN_FRAME_SIZE: u32 = 2048;
 
 /// Capability numbers (linux/capability.h) the checks use.
 pub mod cap {
+    /// CAP_DAC_OVERRIDE: write the root-owned (mode 0644) NAPI files under /sys/class/net.
+    pub const DAC_OVERRIDE: u32 = 1;
     /// CAP_NET_ADMIN: attach XDP programs, bind AF_XDP sockets, change interface settings.
     pub const NET_ADMIN: u32 = 12;
     /// CAP_NET_RAW: create AF_XDP sockets.
@@ -52,6 +54,9 @@ pub struct PreflightConfig {
     pub umem_bytes: u64,
     /// Whether NAPI threads will be given real-time priority (then CAP_SYS_NICE is needed).
     pub needs_sys_nice: bool,
+    /// Whether NAPI settings under /sys/class/net will be written (`--napi-tune`, `--poll
+    /// busy`): root-owned files, so CAP_DAC_OVERRIDE is needed without root.
+    pub writes_sysfs: bool,
 }
 
 /// One problem found before start. Each message says how to fix it.
@@ -120,7 +125,7 @@ pub enum PreflightError {
         int_queues: u32,
     },
     /// Capabilities AF_XDP needs are missing.
-    #[error("missing capabilities: {}; run as root or grant them, e.g. `setcap cap_net_admin,cap_net_raw,cap_bpf,cap_ipc_lock,cap_sys_nice+ep $(command -v scrubber)`, or AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_IPC_LOCK CAP_SYS_NICE in the systemd unit", .missing.join(", "))]
+    #[error("missing capabilities: {}; run as root or grant them, e.g. `setcap cap_net_admin,cap_net_raw,cap_bpf,cap_ipc_lock+ep $(command -v scrubber)` (with --napi-tune or --poll busy add cap_sys_nice,cap_dac_override), or AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_IPC_LOCK (CAP_SYS_NICE CAP_DAC_OVERRIDE) in the systemd unit", .missing.join(", "))]
     MissingCapabilities {
         /// Names of what is missing, e.g. `CAP_BPF (or CAP_SYS_ADMIN)`.
         missing: Vec<String>,
@@ -401,7 +406,7 @@ impl Capabilities {
 
 /// Check the capabilities AF_XDP needs: CAP_NET_ADMIN, CAP_BPF (or CAP_SYS_ADMIN),
 /// CAP_NET_RAW, and CAP_SYS_NICE when `needs_sys_nice`.
-pub fn check_capabilities(caps: Capabilities, needs_sys_nice: bool) -> Result<(), PreflightError> {
+pub fn check_capabilities(caps: Capabilities, needs_sys_nice: bool, writes_sysfs: bool) -> Result<(), PreflightError> {
     let mut missing = Vec::new();
     if !caps.has(cap::NET_ADMIN) {
         missing.push("CAP_NET_ADMIN".to_string());
@@ -414,6 +419,12 @@ pub fn check_capabilities(caps: Capabilities, needs_sys_nice: bool) -> Result<()
     }
     if needs_sys_nice && !caps.has(cap::SYS_NICE) {
         missing.push("CAP_SYS_NICE (for real-time NAPI threads)".to_string());
+    }
+    if writes_sysfs && !caps.has(cap::DAC_OVERRIDE) {
+        missing.push(
+            "CAP_DAC_OVERRIDE (--napi-tune and --poll busy write NAPI settings to root-owned files under /sys/class/net)"
+                .to_string(),
+        );
     }
     if missing.is_empty() {
         Ok(())
@@ -451,7 +462,7 @@ pub fn preflight(cfg: &PreflightConfig, sysfs: &Path, proc_root: &Path) -> Resul
     let pair = check_interfaces(sysfs, cfg, &mut warnings).map_err(|e| errs.extend(e)).ok();
     match Capabilities::of_self(proc_root) {
         Ok(caps) => {
-            if let Err(e) = check_capabilities(caps, cfg.needs_sys_nice) {
+            if let Err(e) = check_capabilities(caps, cfg.needs_sys_nice, cfg.writes_sysfs) {
                 errs.push(e);
             }
             let path = proc_root.join("self/limits");
@@ -540,6 +551,7 @@ mod tests {
             headroom: 0,
             umem_bytes: 16 << 20,
             needs_sys_nice: false,
+            writes_sysfs: false,
         }
     }
 
@@ -627,17 +639,28 @@ mod tests {
     fn capabilities() {
         let c = Capabilities::from_status("Name:\tx\nCapEff:\t000001fffeffffff\n").unwrap();
         assert!(c.has(cap::NET_ADMIN) && c.has(cap::BPF) && !c.has(24));
-        assert!(check_capabilities(c, true).is_ok());
+        assert!(check_capabilities(c, true, true).is_ok());
         assert_eq!(Capabilities::from_status("CapEff:\tzz\n"), None);
         assert_eq!(Capabilities::from_status(""), None);
         let none = Capabilities(0);
-        let m = check_capabilities(none, true).unwrap_err().to_string();
-        for n in ["CAP_NET_ADMIN", "CAP_BPF (or CAP_SYS_ADMIN)", "CAP_NET_RAW", "CAP_SYS_NICE", "run as root"] {
+        let m = check_capabilities(none, true, true).unwrap_err().to_string();
+        for n in [
+            "CAP_NET_ADMIN",
+            "CAP_BPF (or CAP_SYS_ADMIN)",
+            "CAP_NET_RAW",
+            "CAP_SYS_NICE",
+            "CAP_DAC_OVERRIDE",
+            "run as root",
+            "cap_dac_override",
+        ] {
             assert!(m.contains(n), "{n} missing in: {m}");
         }
         // CAP_SYS_ADMIN stands in for CAP_BPF.
         let c = Capabilities((1 << cap::NET_ADMIN) | (1 << cap::NET_RAW) | (1 << cap::SYS_ADMIN));
-        assert!(check_capabilities(c, false).is_ok());
+        assert!(check_capabilities(c, false, false).is_ok());
+        // Writing /sys needs CAP_DAC_OVERRIDE besides CAP_NET_ADMIN.
+        let m = check_capabilities(c, false, true).unwrap_err().to_string();
+        assert!(m.contains("CAP_DAC_OVERRIDE") && !m.contains("CAP_NET_ADMIN,"), "{m}");
         assert!(!Capabilities(u64::MAX).has(64));
     }
 

@@ -69,6 +69,7 @@ pub fn render(cur: &Snapshot, prev: Option<&Snapshot>) -> String {
         }
     }
     render_group(&mut o, &cur.reload, prev.zip(dt).map(|(p, secs)| Since { prev: &p.reload, secs }));
+    render_group(&mut o, &cur.links, prev.zip(dt).map(|(p, secs)| Since { prev: &p.links, secs }));
     let total = cur.total();
     let ptotal = prev.map(Snapshot::total);
     let _ = writeln!(o, "\n== all workers ==");
@@ -132,6 +133,7 @@ mod tests {
             uptime_secs: uptime,
             policy: "p gen 1".into(),
             reload: ReloadStats::default(),
+            links: Default::default(),
             workers: vec![w],
         }
     }

@@ -14,14 +14,15 @@ use scrubber_xsk::XdpProgram;
 
 use super::config::{PolicySource, RunConfig};
 use super::knobs::{KnobConfig, KnobError, Knobs};
+use super::links::{LinkEvent, LinkWatch};
 use super::preflight::{self, PreflightConfig, PreflightErrors};
 use super::reload::Reloader;
 use super::signals::{SignalError, Signals};
 use super::state::Saved;
 use super::telemetry::{ServerInfo, Snapshot, StatsServer, TelemetryError};
-use crate::dataplane::inbox::policy_channels;
+use crate::dataplane::inbox::{policy_channels, PolicyInbox};
 use crate::dataplane::stats::{Publisher, WorkerStats};
-use crate::dataplane::{self, Poll, Shared, WorkerSetup};
+use crate::dataplane::{self, Poll, Shared, WorkerEnd, WorkerSetup};
 
 /// `gro_flush_timeout` for `--poll busy`: how long the kernel waits for a worker to poll
 /// before it processes the queue itself (and wakes the worker).
@@ -206,6 +207,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             headroom: 0,
             umem_bytes: cfg.umem_bytes(),
             needs_sys_nice: cfg.napi_tune,
+            writes_sysfs: cfg.napi_tune || cfg.poll == Poll::Busy,
         },
         Path::new("/sys"),
         Path::new("/proc"),
@@ -253,53 +255,18 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     cfg.on_exit.check_queues(&cfg.ext, queues, workers)?;
     cfg.on_exit.check_queues(&cfg.int, int_queues, workers)?;
     let signals = Signals::install()?;
-    let ext_prog = Arc::new(XdpProgram::attach(&cfg.ext, queues, cfg.attach, cfg.fallback)?);
-    let int_prog = Arc::new(XdpProgram::attach(&cfg.int, int_queues, cfg.attach, cfg.fallback)?);
-    let shared = Arc::new(Shared::new(workers, [ext_prog, int_prog]).map_err(RunError::Thread)?);
-
     let (feed, inboxes) = policy_channels(workers);
     let publishers: Vec<Publisher> = (0..workers).map(|i| Publisher::new(WorkerStats::new(i, &targets))).collect();
     let server = StatsServer::start(&cfg.socket, publishers.clone(), ServerInfo::new(policy_desc.clone()))?;
-
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let mut handles = Vec::with_capacity(workers);
-    for (i, ((engine, inbox), publisher)) in engines.into_iter().zip(inboxes).zip(publishers).enumerate() {
-        let mut xsk = cfg.xsk.clone();
-        xsk.queue = i as u32;
-        let setup = WorkerSetup { index: i, core: Some(cfg.cores[i]), xsk, poll: cfg.poll, idle_spin: cfg.idle_spin };
-        let shared = shared.clone();
-        let ready = ready_tx.clone();
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("scrubber-w{i}"))
-                .spawn(move || dataplane::worker_main(setup, engine, inbox, publisher, shared, ready))
-                .map_err(RunError::Thread)?,
-        );
-    }
-    drop(ready_tx);
-    let mut modes = Vec::new();
-    let mut failure = None;
-    for _ in 0..workers {
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(m)) => modes.push(m),
-            Ok(Err(e)) => failure = Some(e),
-            Err(_) => failure = Some("a worker did not start within 10 s".into()),
-        }
-    }
-    if let Some(e) = failure {
-        shared.running.store(false, Ordering::Relaxed);
-        for h in handles {
-            let _ = h.join();
-        }
-        return Err(RunError::WorkerStart(e));
-    }
+    let parts = engines.into_iter().zip(inboxes).collect();
+    let mut dp = Some(start_dataplane(&cfg, parts, &publishers, queues, int_queues).map_err(|(e, _)| e)?);
+    let modes = dp.as_ref().map(|d| d.modes.clone()).unwrap_or_default();
     // Fail-open or fail-closed, now that the programs take every frame.
     match cfg.on_exit.apply(&cfg.ext, &cfg.int) {
         Ok(said) => said.iter().for_each(|l| eprintln!("scrubber: {l}")),
         Err(e) => {
-            shared.running.store(false, Ordering::Relaxed);
-            for h in handles {
-                let _ = h.join();
+            if let Some(d) = dp.take() {
+                stop_dataplane(d);
             }
             return Err(e.into());
         }
@@ -364,13 +331,68 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         PolicySource::Protect(_) => None,
     };
     let mut control = ControlLoop::new(reloader, Instant::now());
+    let mut links = LinkWatch::new(Path::new("/sys"), &cfg.ext, &cfg.int);
+    // The workers' engines and inboxes while the data plane is down (an interface vanished).
+    let mut parked: Option<Vec<(Engine, PolicyInbox)>> = None;
+    let mut problems = Vec::new();
+    let mut last_try = Instant::now();
     'control: loop {
         std::thread::sleep(STEP);
+        for ev in links.poll() {
+            match ev {
+                LinkEvent::Down(i) => {
+                    eprintln!("scrubber: link {i} is down: frames to it are lost until it comes back")
+                }
+                LinkEvent::Up(i) => eprintln!("scrubber: link {i} is up again"),
+                LinkEvent::Gone(i) => {
+                    eprintln!(
+                        "scrubber: interface {i} disappeared: the data plane stops (sessions kept) until it returns"
+                    );
+                    if let Some(d) = dp.take() {
+                        let (parts, p) = stop_dataplane(d);
+                        for x in p {
+                            eprintln!("scrubber: stopping the data plane on a vanished interface: {x}");
+                        }
+                        parked = Some(parts);
+                    }
+                }
+                LinkEvent::Returned(i) => eprintln!("scrubber: interface {i} is back: rebuilding the data plane"),
+            }
+        }
+        if parked.is_some() && links.both_present() && last_try.elapsed() >= Duration::from_secs(1) {
+            last_try = Instant::now();
+            let parts = parked.take().unwrap_or_default();
+            let q = (scrubber_xsk::rx_queue_count(&cfg.ext), scrubber_xsk::rx_queue_count(&cfg.int));
+            let res = match q {
+                (Ok(qe), Ok(qi)) => start_dataplane(&cfg, parts, &publishers, qe, qi),
+                (Err(e), _) | (_, Err(e)) => Err((RunError::from(e), parts)),
+            };
+            match res {
+                Ok(d) => {
+                    links.rebuilt();
+                    eprintln!(
+                        "scrubber: data plane rebuilt on {} and {}: {workers} worker(s), sessions kept",
+                        cfg.ext, cfg.int
+                    );
+                    dp = Some(d);
+                    // A re-created interface is in no bypass bridge yet.
+                    match cfg.on_exit.apply(&cfg.ext, &cfg.int) {
+                        Ok(said) => said.iter().for_each(|l| eprintln!("scrubber: {l}")),
+                        Err(e) => eprintln!("warning: {e}"),
+                    }
+                }
+                Err((e, parts)) => {
+                    eprintln!("scrubber: cannot rebuild the data plane yet ({e}); trying again in 1 s");
+                    parked = Some(parts);
+                }
+            }
+        }
+        server.set_links(links.stats());
         let tick = Tick {
             now: Instant::now(),
             stop: signals.stop_requested(),
             hup: signals.take_reload(),
-            worker_died: handles.iter().any(|h| h.is_finished()),
+            worker_died: dp.as_ref().is_some_and(|d| d.handles.iter().any(|h| h.is_finished())),
         };
         let events = control.step(tick);
         if let Some(st) = control.reload_stats() {
@@ -395,21 +417,17 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     }
 
     eprintln!("scrubber: stopping: draining and detaching");
-    shared.running.store(false, Ordering::Relaxed);
-    let mut problems = Vec::new();
-    let mut stopped = Vec::with_capacity(workers);
-    for h in handles {
-        match h.join() {
-            Ok(end) => {
-                problems.extend(end.accounting_error);
-                stopped.push(end.engine);
-            }
-            Err(_) => problems.push("a worker panicked".into()),
+    let stopped: Vec<(Engine, PolicyInbox)> = match dp.take() {
+        Some(d) => {
+            let (parts, p) = stop_dataplane(d);
+            problems.extend(p);
+            parts
         }
-    }
+        None => parked.take().unwrap_or_default(),
+    };
     if let Some(path) = &cfg.state {
         let t = Instant::now();
-        let engines: Vec<&Engine> = stopped.iter().map(|e| &**e).collect();
+        let engines: Vec<&Engine> = stopped.iter().map(|(e, _)| e).collect();
         let saved = Saved::of(&engines, dataplane::now_ns() / 1_000_000);
         match saved.write(path) {
             Ok(()) => eprintln!(
@@ -429,8 +447,106 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     }
     let last = server.snapshot();
     drop(server);
-    drop(shared);
     Ok(RunSummary { last, problems })
+}
+
+/// A running data plane: the XDP programs (held by `shared`) and the worker threads.
+struct Dataplane {
+    shared: Arc<Shared>,
+    handles: Vec<std::thread::JoinHandle<WorkerEnd>>,
+    /// Each worker's socket modes (ext, int).
+    modes: Vec<(String, String)>,
+}
+
+/// Attach the programs and start one worker per `(engine, inbox)`. On failure everything
+/// started is stopped again and the engines come back with the error.
+#[allow(clippy::type_complexity)]
+fn start_dataplane(
+    cfg: &RunConfig,
+    parts: Vec<(Engine, PolicyInbox)>,
+    publishers: &[Publisher],
+    queues: u32,
+    int_queues: u32,
+) -> Result<Dataplane, (RunError, Vec<(Engine, PolicyInbox)>)> {
+    let workers = parts.len();
+    let progs = XdpProgram::attach(&cfg.ext, queues, cfg.attach, cfg.fallback)
+        .and_then(|e| Ok((e, XdpProgram::attach(&cfg.int, int_queues, cfg.attach, cfg.fallback)?)));
+    let (ext_prog, int_prog) = match progs {
+        Ok(p) => p,
+        Err(e) => return Err((e.into(), parts)),
+    };
+    let shared = match Shared::new(workers, [Arc::new(ext_prog), Arc::new(int_prog)]) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return Err((RunError::Thread(e), parts)),
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut dp = Dataplane { shared, handles: Vec::with_capacity(workers), modes: Vec::new() };
+    let mut unstarted = Vec::new();
+    let mut failure = None;
+    for (i, ((engine, inbox), publisher)) in parts.into_iter().zip(publishers.iter().cloned()).enumerate() {
+        if failure.is_some() {
+            unstarted.push((engine, inbox));
+            continue;
+        }
+        let mut xsk = cfg.xsk.clone();
+        xsk.queue = i as u32;
+        let setup = WorkerSetup { index: i, core: Some(cfg.cores[i]), xsk, poll: cfg.poll, idle_spin: cfg.idle_spin };
+        let shared = dp.shared.clone();
+        let ready = ready_tx.clone();
+        // The engine and inbox travel in a slot the thread takes them from, so that a failed
+        // spawn gives them back.
+        let slot = Arc::new(std::sync::Mutex::new(Some((engine, inbox))));
+        let s2 = Arc::clone(&slot);
+        let spawned = std::thread::Builder::new().name(format!("scrubber-w{i}")).spawn(move || {
+            let (engine, inbox) = s2.lock().unwrap_or_else(|e| e.into_inner()).take().expect("the worker's engine");
+            dataplane::worker_main(setup, engine, inbox, publisher, shared, ready)
+        });
+        match spawned {
+            Ok(h) => dp.handles.push(h),
+            Err(e) => {
+                failure = Some(RunError::Thread(e));
+                if let Some(p) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    unstarted.push(p);
+                }
+            }
+        }
+    }
+    drop(ready_tx);
+    if failure.is_none() {
+        for _ in 0..dp.handles.len() {
+            match ready_rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Ok(m)) => dp.modes.push(m),
+                Ok(Err(e)) => failure = Some(RunError::WorkerStart(e)),
+                Err(_) => failure = Some(RunError::WorkerStart("a worker did not start within 10 s".into())),
+            }
+        }
+    }
+    match failure {
+        None => Ok(dp),
+        Some(e) => {
+            let (mut parts, _) = stop_dataplane(dp);
+            parts.extend(unstarted);
+            Err((e, parts))
+        }
+    }
+}
+
+/// Stop the workers (they drain briefly) and detach the programs; the engines and inboxes
+/// back, and any problem found (failed frame accounting, a panicked worker).
+fn stop_dataplane(dp: Dataplane) -> (Vec<(Engine, PolicyInbox)>, Vec<String>) {
+    dp.shared.running.store(false, Ordering::Relaxed);
+    let mut parts = Vec::with_capacity(dp.handles.len());
+    let mut problems = Vec::new();
+    for h in dp.handles {
+        match h.join() {
+            Ok(end) => {
+                problems.extend(end.accounting_error);
+                parts.push((*end.engine, end.inbox));
+            }
+            Err(_) => problems.push("a worker panicked".into()),
+        }
+    }
+    (parts, problems)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! names ([`crate::DropReason::as_str`]); names a reader does not know are ignored. The per-flag
 //! TCP counters ([`Counters::tcp_flags_inbound`]) are not part of the snapshot.
 
+use super::links::LinkStats;
 use super::reload::ReloadStats;
 use crate::dataplane::stats::{Publisher, RingStats, WorkerStats};
 use crate::engine::counters::{Counters, Group};
@@ -84,6 +85,9 @@ pub struct Snapshot {
     pub policy: String,
     /// Reloads of the rule file (all zero with `--protect`).
     pub reload: ReloadStats,
+    /// Link events of ext and int (see `control::links`).
+    #[serde(default)]
+    pub links: LinkStats,
     /// One entry per worker, in worker order.
     pub workers: Vec<WorkerStats>,
 }
@@ -218,14 +222,14 @@ impl ServerInfo {
 #[derive(Debug)]
 struct Shared {
     publishers: Vec<Publisher>,
-    policy: Mutex<(String, ReloadStats)>,
+    policy: Mutex<(String, ReloadStats, LinkStats)>,
     started_unix: u64,
     started_mono: Instant,
     pid: u32,
 }
 
 impl Shared {
-    fn policy(&self) -> (String, ReloadStats) {
+    fn policy(&self) -> (String, ReloadStats, LinkStats) {
         self.policy.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -238,6 +242,7 @@ impl Shared {
             uptime_secs: (uptime.as_millis() as f64) / 1000.0,
             policy: self.policy().0,
             reload: self.policy().1,
+            links: self.policy().2,
             workers: self.publishers.iter().map(Publisher::read).collect(),
         }
     }
@@ -285,7 +290,7 @@ impl StatsServer {
 
         let shared = Arc::new(Shared {
             publishers,
-            policy: Mutex::new((info.policy, ReloadStats::default())),
+            policy: Mutex::new((info.policy, ReloadStats::default(), LinkStats::default())),
             started_unix: info.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             started_mono: info.started_mono,
             pid: std::process::id(),
@@ -310,6 +315,11 @@ impl StatsServer {
     /// Replace the policy description (call after a reload, e.g. `"web.rules generation 4"`).
     pub fn set_policy(&self, policy: impl Into<String>) {
         self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).0 = policy.into();
+    }
+
+    /// Replace the link counters.
+    pub fn set_links(&self, links: LinkStats) {
+        self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).2 = links;
     }
 
     /// Replace the reload counters.
@@ -460,6 +470,7 @@ mod tests {
             uptime_secs: 1.0,
             policy: String::new(),
             reload: ReloadStats::default(),
+            links: LinkStats::default(),
             workers: vec![worker(0, 1), worker(1, 3)],
         };
         let t = s.total();
@@ -488,6 +499,7 @@ mod tests {
             uptime_secs: 12.5,
             policy: "web.rules generation 2".into(),
             reload: ReloadStats { reloads_ok: 3, reloads_failed: 1, generation: 9 },
+            links: LinkStats::default(),
             workers: vec![worker(0, 2)],
         };
         let json = serde_json::to_vec(&s).unwrap();

@@ -105,8 +105,10 @@ const EXTRA: usize = 2048;
 pub struct WorkerEnd {
     /// Frames unaccounted for, if the frame accounting check failed (should never happen).
     pub accounting_error: Option<String>,
-    /// The engine, with its sessions (for `--state`).
+    /// The engine, with its sessions (for `--state`, or a data plane rebuilt).
     pub engine: Box<Engine>,
+    /// The worker's policy inbox (for a data plane rebuilt).
+    pub inbox: PolicyInbox,
 }
 
 /// Run one worker until `shared.running` is cleared. Builds the sockets on this thread,
@@ -126,7 +128,7 @@ pub fn worker_main(
         Ok(w) => w,
         Err(e) => {
             let _ = ready.send(Err(format!("worker {} (queue {}): {e}", setup.index, setup.xsk.queue)));
-            return WorkerEnd { accounting_error: None, engine: Box::new(engine) };
+            return WorkerEnd { accounting_error: None, engine: Box::new(engine), inbox };
         }
     };
     if setup.poll == Poll::Busy {
@@ -135,7 +137,7 @@ pub fn worker_main(
                 "worker {}: --poll busy: {e} (preferred busy polling needs Linux 5.11 or later)",
                 setup.index
             )));
-            return WorkerEnd { accounting_error: None, engine: Box::new(engine) };
+            return WorkerEnd { accounting_error: None, engine: Box::new(engine), inbox };
         }
     }
     let q = setup.xsk.queue;
@@ -143,7 +145,7 @@ pub fn worker_main(
         if let Err(e) = shared.programs[i].register(q, w.fd(*side)) {
             let _ =
                 ready.send(Err(format!("worker {}: registering queue {q} of {}: {e}", setup.index, w.ifname(*side))));
-            return WorkerEnd { accounting_error: None, engine: Box::new(engine) };
+            return WorkerEnd { accounting_error: None, engine: Box::new(engine), inbox };
         }
     }
     let modes = (w.mode(Side::Ext).to_string(), w.mode(Side::Int).to_string());
@@ -294,7 +296,7 @@ pub fn worker_main(
         let _ = shared.programs[i].unregister(q);
     }
     let accounting_error = w.check_accounting().err().map(|e| e.to_string());
-    WorkerEnd { accounting_error, engine: Box::new(engine) }
+    WorkerEnd { accounting_error, engine: Box::new(engine), inbox }
 }
 
 /// Judge frames `descs` (arrived in directions `dirs`) as one batch and sort them into `out`.

@@ -277,6 +277,49 @@ impl Topology {
         res
     }
 
+    /// Delete the middle's `int` veth (and with it the server's `lan`) and create the pair
+    /// again, configured as at creation (addresses, offloads, routes; no VLAN tagging): the
+    /// "interface vanished and came back" fault, e.g. a driver reload.
+    pub fn recreate_int(&self) -> Result<(), LabError> {
+        let (m, s) = (self.ns(Role::Middle), self.ns(Role::Server));
+        run_ns(&m, "ip", &["link", "del", "int"])?;
+        let q = self.opts.queues.max(1).to_string();
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                "int",
+                "netns",
+                &m,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "lan",
+                "netns",
+                &s,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+            ],
+        )?;
+        run_ns(&m, "ethtool", &["-K", "int", "txvlan", "off"])?;
+        run_ns(&m, "ip", &["link", "set", "int", "up"])?;
+        run_ns(&s, "ethtool", &["-K", "lan", "tx", "off", "txvlan", "off", "gro", "off", "tso", "off"])?;
+        run_ns(&s, "ip", &["addr", "add", &format!("{SERVER4}/24"), "dev", "lan"])?;
+        run_ns(&s, "ip", &["-6", "addr", "add", &format!("{SERVER6}/64"), "dev", "lan", "nodad"])?;
+        run_ns(&s, "ip", &["link", "set", "lan", "up"])?;
+        run_ns(&s, "ip", &["route", "add", SPOOF4_NET, "dev", "lan"])?;
+        run_ns(&s, "ip", &["-6", "route", "add", SPOOF6_NET, "dev", "lan"])?;
+        Ok(())
+    }
+
     /// The tag (namespace name prefix).
     pub fn tag(&self) -> &str {
         &self.tag
