@@ -330,7 +330,27 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         }
         PolicySource::Protect(_) => None,
     };
-    let mut control = ControlLoop::new(reloader, Instant::now());
+    // Reloads run on a thread of their own: reading files (however slow) never delays the
+    // handling of SIGTERM/SIGINT, the link watch or a dead worker here.
+    let (hup_tx, hup_rx) = std::sync::mpsc::channel::<()>();
+    let (ev_tx, ev_rx) = std::sync::mpsc::channel::<(Vec<Event>, Option<super::reload::ReloadStats>)>();
+    std::thread::Builder::new()
+        .name("scrubber-reload".into())
+        .spawn(move || {
+            let mut control = ControlLoop::new(reloader, Instant::now());
+            loop {
+                let hup = match hup_rx.recv_timeout(STEP) {
+                    Ok(()) => true,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                };
+                let events = control.step(Tick { now: Instant::now(), stop: false, hup, worker_died: false });
+                if ev_tx.send((events, control.reload_stats())).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(RunError::Thread)?;
     let mut links = LinkWatch::new(Path::new("/sys"), &cfg.ext, &cfg.int);
     // The workers' engines and inboxes while the data plane is down (an interface vanished).
     let mut parked: Option<Vec<(Engine, PolicyInbox)>> = None;
@@ -388,15 +408,20 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             }
         }
         server.set_links(links.stats());
-        let tick = Tick {
-            now: Instant::now(),
-            stop: signals.stop_requested(),
-            hup: signals.take_reload(),
-            worker_died: dp.as_ref().is_some_and(|d| d.handles.iter().any(|h| h.is_finished())),
-        };
-        let events = control.step(tick);
-        if let Some(st) = control.reload_stats() {
-            server.set_reload(st);
+        if signals.take_reload() {
+            let _ = hup_tx.send(());
+        }
+        let mut events = Vec::new();
+        if signals.stop_requested() {
+            events.push(Event::StopRequested);
+        } else if dp.as_ref().is_some_and(|d| d.handles.iter().any(|h| h.is_finished())) {
+            events.push(Event::WorkerDied);
+        }
+        while let Ok((ev, st)) = ev_rx.try_recv() {
+            events.extend(ev);
+            if let Some(st) = st {
+                server.set_reload(st);
+            }
         }
         for ev in events {
             match ev {
