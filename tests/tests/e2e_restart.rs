@@ -158,7 +158,7 @@ fn e2e_restart_pickup_window_under_an_ack_psh_flood() {
     let t_start = Instant::now();
     let before = lab.counts();
     let flood =
-        lab.trafgen(Kind::AckPsh, std::net::IpAddr::V4(SERVER4), 1_500_000, 1_000_000).finish().expect("trafgen");
+        lab.trafgen(Kind::AckPsh, std::net::IpAddr::V4(SERVER4), 800_000, 1_000_000).finish().expect("trafgen");
     let flood_secs = t_start.elapsed().as_secs_f64();
     let d = lab.counts().since(&before);
     let (picked, live) = stats(&lab, "sessions_picked_up", "live");
