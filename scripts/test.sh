@@ -42,7 +42,7 @@ apt_install() {
 # ethtool (offload switches), hping3 and netsniff-ng (trafgen) for floods, nftables (counters on
 # the lab server), tcpdump, curl, procps (kill, sysctl), util-linux (nsenter), coreutils (timeout).
 apt_install ip:iproute2 tc:iproute2 ethtool:ethtool hping3:hping3 trafgen:netsniff-ng nft:nftables \
-    tcpdump:tcpdump curl:curl kill:procps sysctl:procps nsenter:util-linux timeout:coreutils
+    tcpdump:tcpdump curl:curl kill:procps sysctl:procps nsenter:util-linux timeout:coreutils ping:iputils-ping
 
 # ---------------------------------------------------------------------------------------------
 # Style gates: formatting, lints and documentation, as CI enforces them.

@@ -3,7 +3,7 @@
 //! control that shows the state is what carries it). Root only (see
 //! `scrubber_tests::e2e::begin`).
 
-use scrubber::tools::lab::exec::run_ns;
+use scrubber::tools::lab::exec::{run_ns, NsChild};
 use scrubber::tools::lab::flood::Kind;
 use scrubber::tools::lab::nft::{Class, Source};
 use scrubber::tools::lab::topo::{Middle, Role, SERVER4};
@@ -157,8 +157,7 @@ fn e2e_restart_pickup_window_under_an_ack_psh_flood() {
     lab.start_scrubber_with(&args);
     let t_start = Instant::now();
     let before = lab.counts();
-    let flood =
-        lab.trafgen(Kind::AckPsh, std::net::IpAddr::V4(SERVER4), 800_000, 1_000_000).finish().expect("trafgen");
+    let flood = lab.trafgen(Kind::AckPsh, std::net::IpAddr::V4(SERVER4), 800_000, 1_000_000).finish().expect("trafgen");
     let flood_secs = t_start.elapsed().as_secs_f64();
     let d = lab.counts().since(&before);
     let (picked, live) = stats(&lab, "sessions_picked_up", "live");
@@ -233,4 +232,53 @@ fn e2e_restart_link_loss_is_detected_and_recovered() {
     assert_all_ok("new connections after the rebuild", &c, 10);
     let out = lab.stop_scrubber();
     assert!(out.contains("disappeared") && out.contains("data plane rebuilt"), "{out}");
+}
+
+/// `scrubber run --take-over` while a proxied download and a 1,000/s ping run through the
+/// scrubber: the download continues intact, and the pings lost at the wire during the
+/// hand-over are counted (the gap between the old program's detach and the new one's attach).
+#[test]
+fn e2e_restart_take_over_under_load() {
+    let Some(_g) = begin("e2e_restart_take_over_under_load") else { return };
+    let mut lab = Lab::new(Middle::Open, None);
+    let policy = ["--protect", "198.18.0.10:80", "--syn-mode", "proxy"];
+    lab.start_scrubber_with(&policy);
+    lab.wait_path(V4_80, Duration::from_secs(15));
+    let client = lab.topo.ns(Role::Client);
+    let ping = NsChild::spawn(
+        Some(&client),
+        "ping",
+        &["-q", "-i", "0.001", "-c", "5000", "-W", "1", "198.18.0.10"].map(String::from),
+        true,
+    )
+    .expect("start ping");
+    let t = lab.transfer_paced_bg(V4_80, "12M", "down", 24);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut argv = scrubber::tools::lab::run_argv(&lab.socket, &policy);
+    argv.push("--take-over".into());
+    let new = NsChild::spawn(Some(&lab.topo.ns(Role::Middle)), &lab.exe, &argv, true).expect("start the new scrubber");
+    let mut old = lab.scrubber.take().expect("the old scrubber");
+    let old_out = old.finish(Duration::from_secs(20)).expect("the old scrubber exits by itself");
+    lab.scrubber = Some(new);
+    let r = Lab::transfer_done(t);
+    let mut ping = ping;
+    let p = ping.finish(Duration::from_secs(30)).expect("ping finishes");
+    let summary = p.stdout.lines().find(|l| l.contains("packets transmitted")).unwrap_or_default().to_string();
+    let nums: Vec<u64> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse().ok()).collect();
+    let (sent, got) = (nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0));
+    let new_out = lab.stop_scrubber();
+    let gap = new_out.lines().find(|l| l.contains("hand-over complete")).unwrap_or_default().to_string();
+    eprintln!("e2e: take-over: ping {summary}; {gap}");
+    eprintln!("e2e: take-over: download {r:?}");
+    assert!(old_out.stderr.contains("handed over"), "the old scrubber handed over:\n{}", old_out.stderr);
+    assert!(new_out.contains("took over from the running scrubber"), "{new_out}");
+    assert_intact("proxied download across a take-over", &r);
+    assert!(sent >= 4_000, "ping ran: {summary}");
+    // What the wire lost during the hand-over (both directions of each ping count once).
+    eprintln!(
+        "e2e: take-over: {} of {sent} pings lost ({:.2} %)",
+        sent - got,
+        100.0 * (sent - got) as f64 / sent as f64
+    );
+    assert!(sent - got < sent / 10, "a hand-over loses a moment, not a tenth of the traffic: {summary}");
 }

@@ -93,6 +93,12 @@ pub struct RunArgs {
     /// break across a bypass either way. README "Restarts".
     #[arg(long, value_enum, default_value_t = OnExitArg::Closed)]
     on_exit: OnExitArg,
+    /// Take over from the scrubber running with the same --socket (an upgrade without a
+    /// stop): this one builds its engines, then the running one hands its sessions over the
+    /// socket SOCKET.handover, detaches and exits, and this one attaches at once. README
+    /// "Restarts".
+    #[arg(long)]
+    take_over: bool,
     #[command(flatten)]
     limit: super::FileLimit,
 }
@@ -159,6 +165,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         cookie_secret: a.cookie_secret,
         max_file_size: a.limit.max_file_size,
         state: a.state,
+        take_over: a.take_over,
         on_exit: match a.on_exit {
             OnExitArg::Closed => OnExit::Closed,
             OnExitArg::Open => OnExit::Open,

@@ -255,6 +255,8 @@ pub struct RunRequest {
     pub state: Option<PathBuf>,
     /// `--on-exit`: what passes while no scrubber is attached.
     pub on_exit: super::failopen::OnExit,
+    /// `--take-over`: take the sessions and interfaces of the scrubber running on `socket`.
+    pub take_over: bool,
 }
 
 impl RunRequest {
@@ -281,6 +283,7 @@ impl RunRequest {
             max_file_size: rulespec::FsSource::DEFAULT_MAX_BYTES,
             state: None,
             on_exit: super::failopen::OnExit::Closed,
+            take_over: false,
         }
     }
 }
@@ -324,6 +327,8 @@ pub struct RunConfig {
     pub load: LoadOptions,
     /// `--on-exit`: what passes while no scrubber is attached.
     pub on_exit: super::failopen::OnExit,
+    /// `--take-over`: take over from the scrubber running on `socket`.
+    pub take_over: bool,
 }
 
 impl RunConfig {
@@ -374,6 +379,7 @@ impl RunConfig {
             cookie_secret: req.cookie_secret,
             load,
             on_exit: req.on_exit,
+            take_over: req.take_over,
         })
     }
 

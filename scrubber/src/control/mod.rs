@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod failopen;
+pub mod handover;
 pub mod knobs;
 pub mod links;
 pub mod preflight;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use scrubber_xsk::XdpProgram;
 
 use super::config::{PolicySource, RunConfig};
+use super::handover;
 use super::knobs::{KnobConfig, KnobError, Knobs};
 use super::links::{LinkEvent, LinkWatch};
 use super::preflight::{self, PreflightConfig, PreflightErrors};
@@ -72,6 +73,9 @@ pub enum RunError {
     /// A worker could not start.
     #[error("{0}")]
     WorkerStart(String),
+    /// `--take-over` failed.
+    #[error(transparent)]
+    Handover(#[from] super::handover::HandoverError),
     /// `--on-exit` could not be put in place.
     #[error(transparent)]
     FailOpen(#[from] super::failopen::FailOpenError),
@@ -230,9 +234,17 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     for _ in 0..workers {
         engines.push(Engine::new(cfg.engine.clone())?);
     }
-    // Sessions saved by the previous run (`--state`).
+    // Sessions saved by the previous run (`--state`), or those of the scrubber this one takes
+    // over from (`--take-over`: it detaches when it has sent them).
     let mut state_loaded = false;
-    if let Some(path) = &cfg.state {
+    let mut took_over: Option<Instant> = None;
+    if cfg.take_over {
+        let t = Instant::now();
+        let saved = handover::take_over(&handover::handover_path(&cfg.socket), Duration::from_secs(60))?;
+        let rep = saved.restore(&mut engines, dataplane::now_ns());
+        eprintln!("scrubber: took over from the running scrubber: {rep}");
+        took_over = Some(t);
+    } else if let Some(path) = &cfg.state {
         match Saved::read(path) {
             Ok(Some(saved)) => {
                 let rep = saved.restore(&mut engines, dataplane::now_ns());
@@ -271,6 +283,19 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             return Err(e.into());
         }
     }
+    if let Some(t) = took_over {
+        eprintln!(
+            "scrubber: hand-over complete: {} ms from the request to attached and running",
+            t.elapsed().as_millis()
+        );
+    }
+    let handover_listener = match handover::HandoverListener::bind(&handover::handover_path(&cfg.socket)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("warning: {e}; `scrubber run --take-over` will not find this scrubber");
+            None
+        }
+    };
     if state_loaded {
         // In the tables now: a crash from here on must not restore these sessions again.
         if let Some(path) = &cfg.state {
@@ -356,6 +381,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     let mut parked: Option<Vec<(Engine, PolicyInbox)>> = None;
     let mut problems = Vec::new();
     let mut last_try = Instant::now();
+    let mut handing_over: Option<std::os::unix::net::UnixStream> = None;
     'control: loop {
         std::thread::sleep(STEP);
         for ev in links.poll() {
@@ -412,7 +438,11 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             let _ = hup_tx.send(());
         }
         let mut events = Vec::new();
-        if signals.stop_requested() {
+        if let Some(s) = handover_listener.as_ref().and_then(|l| l.poll()) {
+            eprintln!("scrubber: a new scrubber takes over: handing the sessions over");
+            handing_over = Some(s);
+            events.push(Event::StopRequested);
+        } else if signals.stop_requested() {
             events.push(Event::StopRequested);
         } else if dp.as_ref().is_some_and(|d| d.handles.iter().any(|h| h.is_finished())) {
             events.push(Event::WorkerDied);
@@ -450,6 +480,25 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         }
         None => parked.take().unwrap_or_default(),
     };
+    drop(handover_listener);
+    if let Some(stream) = handing_over {
+        // The programs are detached and the sockets closed (the data plane stopped above); the
+        // stats socket goes before the state, so that the new scrubber can take its path.
+        let engines: Vec<&Engine> = stopped.iter().map(|(e, _)| e).collect();
+        let saved = Saved::of(&engines, dataplane::now_ns() / 1_000_000);
+        let last = server.snapshot();
+        drop(server);
+        match handover::send_state(stream, &saved) {
+            Ok(()) => eprintln!("scrubber: {} session(s) handed over; exiting", saved.sessions()),
+            Err(e) => problems.push(format!("handing the sessions over: {e}")),
+        }
+        if let Some(k) = knobs.as_mut() {
+            if let Err(e) = k.restore() {
+                eprintln!("warning: restoring kernel knobs: {e}");
+            }
+        }
+        return Ok(RunSummary { last, problems });
+    }
     if let Some(path) = &cfg.state {
         let t = Instant::now();
         let engines: Vec<&Engine> = stopped.iter().map(|(e, _)| e).collect();
