@@ -77,6 +77,7 @@ mod tables;
 
 pub use model::*;
 pub use tables::Compiled;
+use tables::PortMatch;
 use tables::{Matcher, SvcMatch};
 /// Address sets used by the policy, numbered.
 #[derive(Default)]
@@ -112,10 +113,11 @@ impl<'p> AddrSets<'p> {
     }
 }
 
-/// Interned port bitsets.
+/// Interned port sets: a few ranges as ranges, more as a 65,536-bit bitmap (8 KiB), so that
+/// thousands of rules with a port each do not cost 8 KiB apiece.
 #[derive(Default)]
 struct PortTable {
-    sets: Vec<BitBox<u64, Lsb0>>,
+    sets: Vec<PortMatch>,
     index: HashMap<PortRanges, u32>,
 }
 
@@ -124,31 +126,43 @@ impl PortTable {
         if let Some(&i) = self.index.get(r) {
             return i;
         }
-        let mut b = bitbox![u64, Lsb0; 0; 1 << 16];
-        for &(a, z) in r {
-            if a <= z {
+        let valid: Vec<(u16, u16)> = r.iter().copied().filter(|(a, z)| a <= z).collect();
+        let set = if valid.len() <= PortMatch::MAX_RANGES {
+            PortMatch::Ranges(valid.into_boxed_slice())
+        } else {
+            let mut b = bitbox![u64, Lsb0; 0; 1 << 16];
+            for &(a, z) in &valid {
                 b[a as usize..=z as usize].fill(true);
             }
-        }
+            PortMatch::Bits(b)
+        };
         let i = self.sets.len() as u32;
-        self.sets.push(b);
+        self.sets.push(set);
         self.index.insert(r.clone(), i);
         i
     }
 }
 
-/// Interned class bitsets.
+/// Interned class bitsets (indexed by a hash of the bits, so that each bitset is stored once).
 struct Classes {
     words: usize,
     bits: Vec<u64>,
-    index: HashMap<Box<[u64]>, u32>,
+    index: HashMap<u64, Vec<u32>>,
+}
+
+fn bits_hash(b: &[u64]) -> u64 {
+    let mut h = Xxh3::new();
+    for w in b {
+        h.update(&w.to_le_bytes());
+    }
+    h.digest()
 }
 
 impl Classes {
     fn new(words: usize) -> Self {
         let zero = vec![0u64; words];
         let mut index = HashMap::new();
-        index.insert(zero.clone().into_boxed_slice(), 0);
+        index.insert(bits_hash(&zero), vec![0]);
         Self { words, bits: zero, index }
     }
 
@@ -162,15 +176,18 @@ impl Classes {
     }
 
     fn intern(&mut self, b: &[u64]) -> Result<u32, CompileError> {
-        if let Some(&c) = self.index.get(b) {
-            return Ok(c);
+        let h = bits_hash(b);
+        if let Some(cs) = self.index.get(&h) {
+            if let Some(&c) = cs.iter().find(|&&c| self.get(c) == b) {
+                return Ok(c);
+            }
         }
         let n = self.count();
         if n > MAX_VALUE as usize {
             return Err(CompileError::TooManyClasses(n));
         }
         self.bits.extend_from_slice(b);
-        self.index.insert(b.into(), n as u32);
+        self.index.entry(h).or_default().push(n as u32);
         Ok(n as u32)
     }
 }
@@ -500,9 +517,7 @@ pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
         h.update(&w.to_le_bytes());
     }
     for b in &ports.sets {
-        for w in b.as_raw_slice() {
-            h.update(&w.to_le_bytes());
-        }
+        b.hash_into(&mut h);
     }
     h.update(format!("{svc_match:?}{services:?}{matchers:?}{rules:?}").as_bytes());
     let generation = h.digest();
@@ -609,6 +624,29 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(cl.get(out[0].2), &[0b001]);
         assert_eq!(cl.get(out[1].2), &[0b111]);
+    }
+
+    #[test]
+    fn port_sets_as_ranges_or_bitmaps_match_alike() {
+        let mut t = PortTable::default();
+        let few: PortRanges = vec![(22, 22), (80, 90), (443, 443)];
+        let many: PortRanges = (0..20u16).map(|i| (1000 + 10 * i, 1003 + 10 * i)).collect();
+        let (a, b) = (t.intern(&few), t.intern(&many));
+        assert_eq!(t.intern(&few), a, "interned once");
+        assert!(matches!(t.sets[a as usize], PortMatch::Ranges(_)));
+        assert!(matches!(t.sets[b as usize], PortMatch::Bits(_)));
+        for port in 0..=u16::MAX {
+            let want = |r: &PortRanges| r.iter().any(|&(x, y)| x <= port && port <= y);
+            assert_eq!(t.sets[a as usize].contains(port), want(&few), "{port}");
+            assert_eq!(t.sets[b as usize].contains(port), want(&many), "{port}");
+        }
+        assert!(t.sets[a as usize].heap_bytes() < 64 && t.sets[b as usize].heap_bytes() == 8192);
+        // Classes are interned by content: the same bits give the same class.
+        let mut cl = Classes::new(2);
+        let x = cl.intern(&[1, 2]).unwrap();
+        assert_eq!(cl.intern(&[1, 2]).unwrap(), x);
+        assert_ne!(cl.intern(&[2, 1]).unwrap(), x);
+        assert_eq!(cl.intern(&[0, 0]).unwrap(), 0);
     }
 
     #[test]

@@ -24,6 +24,53 @@ pub(super) struct Matcher {
     pub(super) len_hi: u16,
 }
 
+/// A compiled port set: up to [`PortMatch::MAX_RANGES`] ranges kept as ranges, more as a bitmap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum PortMatch {
+    /// Inclusive ranges.
+    Ranges(Box<[(u16, u16)]>),
+    /// One bit per port.
+    Bits(BitBox<u64, Lsb0>),
+}
+
+impl PortMatch {
+    /// Most ranges kept as ranges (a handful of compares beat a cache miss into 8 KiB).
+    pub(super) const MAX_RANGES: usize = 8;
+
+    #[inline]
+    pub(super) fn contains(&self, port: u16) -> bool {
+        match self {
+            PortMatch::Ranges(r) => r.iter().any(|&(a, z)| a <= port && port <= z),
+            PortMatch::Bits(b) => b.get(port as usize).is_some_and(|x| *x),
+        }
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        match self {
+            PortMatch::Ranges(r) => r.len() * 4,
+            PortMatch::Bits(b) => b.as_raw_slice().len() * 8,
+        }
+    }
+
+    pub(super) fn hash_into(&self, h: &mut xxhash_rust::xxh3::Xxh3) {
+        match self {
+            PortMatch::Ranges(r) => {
+                h.update(&[0]);
+                for (a, z) in r.iter() {
+                    h.update(&a.to_le_bytes());
+                    h.update(&z.to_le_bytes());
+                }
+            }
+            PortMatch::Bits(b) => {
+                h.update(&[1]);
+                for w in b.as_raw_slice() {
+                    h.update(&w.to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
 /// A service's match part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) struct SvcMatch {
@@ -45,7 +92,7 @@ pub struct Compiled {
     pub(super) need_dst: bool,
     pub(super) v4: Lpm4,
     pub(super) v6: Lpm6,
-    pub(super) ports: Vec<BitBox<u64, Lsb0>>,
+    pub(super) ports: Vec<PortMatch>,
     pub(super) svc_match: Vec<SvcMatch>,
     pub(super) services: Vec<CService>,
     pub(super) matchers: Vec<Matcher>,
@@ -87,7 +134,7 @@ impl Compiled {
 
     #[inline]
     fn port_in(&self, set: u32, port: u16) -> bool {
-        self.ports.get(set as usize).is_some_and(|b| b.get(port as usize).is_some_and(|x| *x))
+        self.ports.get(set as usize).is_some_and(|b| b.contains(port))
     }
 
     #[inline]
@@ -267,8 +314,8 @@ impl Compiled {
             + self.class_protected.capacity()
             + self.set_names.capacity() * std::mem::size_of::<String>()
             + self.set_names.iter().map(s).sum::<usize>()
-            + self.ports.capacity() * std::mem::size_of::<BitBox<u64, Lsb0>>()
-            + self.ports.iter().map(|b| b.as_raw_slice().len() * 8).sum::<usize>()
+            + self.ports.capacity() * std::mem::size_of::<PortMatch>()
+            + self.ports.iter().map(PortMatch::heap_bytes).sum::<usize>()
             + self.svc_match.capacity() * std::mem::size_of::<SvcMatch>()
             + self.services.capacity() * std::mem::size_of::<CService>()
             + self.services.iter().map(|x| s(&x.name)).sum::<usize>()
