@@ -239,6 +239,13 @@ impl Compiled {
         }
     }
 
+    /// The first service whose destination set holds `dst`, whatever its protocol and ports
+    /// (where traffic without ports, such as ICMP or fragments, towards an address belongs).
+    pub fn service_at(&self, v6: bool, dst: &[u8; 16]) -> Option<u16> {
+        let dc = self.address_class(v6, dst);
+        self.svc_match.iter().position(|s| s.dst == NONE || self.has(dc, s.dst)).map(|i| i as u16)
+    }
+
     /// The first service whose destination set, protocol and ports match. Does not allocate.
     #[inline]
     pub fn service(&self, v6: bool, dst: &[u8; 16], proto: u8, dport: u16) -> Option<u16> {

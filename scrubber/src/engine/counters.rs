@@ -306,6 +306,147 @@ crate::counters! {
         counter "target" replied,
         /// Inbound frames towards it that were dropped (any reason).
         counter "target" dropped,
+        /// Inbound bare ACKs that belong to no session (dropped: untracked, or unconfirmed during pickup), towards the target.
+        counter "class" class_ack,
+        /// Bytes of `class_ack` (IP length).
+        counter "class" class_ack_bytes,
+        /// Inbound ACK-PSH or ACK with data that belong to no session (dropped), towards the target.
+        counter "class" class_ack_psh,
+        /// Bytes of `class_ack_psh` (IP length).
+        counter "class" class_ack_psh_bytes,
+        /// Inbound SYNs (answered with cookies, tracked or dropped), towards the target.
+        counter "class" class_syn,
+        /// Bytes of `class_syn` (IP length).
+        counter "class" class_syn_bytes,
+        /// Inbound RSTs that were dropped, towards the target.
+        counter "class" class_rst,
+        /// Bytes of `class_rst` (IP length).
+        counter "class" class_rst_bytes,
+        /// Inbound FINs that were dropped, towards the target.
+        counter "class" class_fin,
+        /// Bytes of `class_fin` (IP length).
+        counter "class" class_fin_bytes,
+        /// Inbound TCP frames with flag combinations no stack sends (null, xmas, SYN+FIN, SYN+RST...), dropped, towards the target.
+        counter "class" class_bad_flags,
+        /// Bytes of `class_bad_flags` (IP length).
+        counter "class" class_bad_flags_bytes,
+        /// Inbound UDP frames (any verdict), towards the target.
+        counter "class" class_udp,
+        /// Bytes of `class_udp` (IP length).
+        counter "class" class_udp_bytes,
+        /// Inbound ICMP and ICMPv6 frames (any verdict), towards the target.
+        counter "class" class_icmp,
+        /// Bytes of `class_icmp` (IP length).
+        counter "class" class_icmp_bytes,
+        /// Inbound IP fragments (any verdict), towards the target.
+        counter "class" class_fragments,
+        /// Bytes of `class_fragments` (IP length).
+        counter "class" class_fragments_bytes,
+        /// Inbound other frames dropped by a rule, a limit or the default, towards the target.
+        counter "class" class_rule_drops,
+        /// Bytes of `class_rule_drops` (IP length).
+        counter "class" class_rule_drops_bytes,
+        /// Inbound TCP frames forwarded (sessions, handshakes), the traffic that is not an attack, towards the target.
+        counter "class" class_legit,
+        /// Bytes of `class_legit` (IP length).
+        counter "class" class_legit_bytes,
+    }
+}
+
+/// What kind of traffic a frame towards a target is, for attack detection (the `class_*`
+/// counters of [`TargetCounts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum TrafficClass {
+    /// Untracked bare ACK.
+    Ack = 0,
+    /// Untracked ACK-PSH / ACK with data.
+    AckPsh,
+    /// SYN.
+    Syn,
+    /// RST dropped.
+    Rst,
+    /// FIN dropped.
+    Fin,
+    /// Impossible flag combination.
+    BadFlags,
+    /// UDP.
+    Udp,
+    /// ICMP / ICMPv6.
+    Icmp,
+    /// IP fragment.
+    Fragments,
+    /// Dropped by a rule, limit or default.
+    RuleDrops,
+    /// Forwarded TCP.
+    Legit,
+}
+
+impl TrafficClass {
+    /// Every class, in counter order.
+    pub const ALL: [TrafficClass; 11] = [
+        TrafficClass::Ack,
+        TrafficClass::AckPsh,
+        TrafficClass::Syn,
+        TrafficClass::Rst,
+        TrafficClass::Fin,
+        TrafficClass::BadFlags,
+        TrafficClass::Udp,
+        TrafficClass::Icmp,
+        TrafficClass::Fragments,
+        TrafficClass::RuleDrops,
+        TrafficClass::Legit,
+    ];
+
+    /// The class's name (`ack_psh`, ...).
+    pub fn name(self) -> &'static str {
+        ["ack", "ack_psh", "syn", "rst", "fin", "bad_flags", "udp", "icmp", "fragments", "rule_drops", "legit"]
+            [self as usize]
+    }
+
+    /// The attack this class makes when it floods, as events name it.
+    pub fn attack(self) -> &'static str {
+        [
+            "ack flood",
+            "ack-psh flood",
+            "syn flood",
+            "rst flood",
+            "fin flood",
+            "tcp flag abuse",
+            "udp flood",
+            "icmp flood",
+            "fragment flood",
+            "rule-matched flood",
+            "connection flood",
+        ][self as usize]
+    }
+}
+
+impl TargetCounts {
+    /// Count one frame of `class` of `bytes` bytes.
+    #[inline]
+    pub fn add_class(&mut self, class: TrafficClass, bytes: u64) {
+        let (f, b) = match class {
+            TrafficClass::Ack => (&mut self.class_ack, &mut self.class_ack_bytes),
+            TrafficClass::AckPsh => (&mut self.class_ack_psh, &mut self.class_ack_psh_bytes),
+            TrafficClass::Syn => (&mut self.class_syn, &mut self.class_syn_bytes),
+            TrafficClass::Rst => (&mut self.class_rst, &mut self.class_rst_bytes),
+            TrafficClass::Fin => (&mut self.class_fin, &mut self.class_fin_bytes),
+            TrafficClass::BadFlags => (&mut self.class_bad_flags, &mut self.class_bad_flags_bytes),
+            TrafficClass::Udp => (&mut self.class_udp, &mut self.class_udp_bytes),
+            TrafficClass::Icmp => (&mut self.class_icmp, &mut self.class_icmp_bytes),
+            TrafficClass::Fragments => (&mut self.class_fragments, &mut self.class_fragments_bytes),
+            TrafficClass::RuleDrops => (&mut self.class_rule_drops, &mut self.class_rule_drops_bytes),
+            TrafficClass::Legit => (&mut self.class_legit, &mut self.class_legit_bytes),
+        };
+        *f += 1;
+        *b += bytes;
+    }
+
+    /// Frames and bytes of `class`.
+    pub fn class(&self, class: TrafficClass) -> (u64, u64) {
+        let i = 4 + 2 * class as usize;
+        (self.get(i), self.get(i + 1))
     }
 }
 
@@ -411,6 +552,8 @@ pub struct Counters {
     pub per_target: Vec<TargetCounters>,
     /// Per rule of the policy, in rule order.
     pub per_rule: Vec<RuleCounters>,
+    /// Top sources per target (same order as `per_target`).
+    pub top_sources: Vec<super::sources::TopSources>,
 }
 
 impl core::ops::Deref for Counters {
@@ -453,6 +596,7 @@ impl Counters {
             tcp_flags_inbound: [0; 256],
             per_target: targets.iter().map(TargetCounters::new).collect(),
             per_rule: Vec::new(),
+            top_sources: vec![Default::default(); targets.len()],
         }
     }
 
@@ -579,6 +723,20 @@ impl Serialize for Counters {
         m.serialize_entry("tcp_flags_inbound", &flags)?;
         m.serialize_entry("per_target", &self.per_target)?;
         m.serialize_entry("per_rule", &self.per_rule)?;
+        let top: Vec<serde_json::Value> = self
+            .per_target
+            .iter()
+            .zip(&self.top_sources)
+            .map(|(t, s)| {
+                let src: Vec<serde_json::Value> = s
+                    .per_second()
+                    .into_iter()
+                    .map(|(a, pps)| serde_json::json!({"src": a.to_string(), "pps": pps}))
+                    .collect();
+                serde_json::json!({"target": t.label, "sources": src})
+            })
+            .collect();
+        m.serialize_entry("top_sources", &top)?;
         m.end()
     }
 }
@@ -605,6 +763,18 @@ impl<'de> Deserialize<'de> for Counters {
         }
         let list = |k: &str| m.get(k).cloned().unwrap_or(serde_json::Value::Array(Vec::new()));
         c.per_target = serde_json::from_value(list("per_target")).map_err(D::Error::custom)?;
+        c.top_sources = c.per_target.iter().map(|_| super::sources::TopSources::default()).collect();
+        if let Some(list) = m.get("top_sources").and_then(|v| v.as_array()) {
+            for (slot, t) in c.top_sources.iter_mut().zip(list) {
+                let rates: Vec<(std::net::IpAddr, u64)> = t["sources"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter().filter_map(|s| Some((s["src"].as_str()?.parse().ok()?, s["pps"].as_u64()?))).collect()
+                    })
+                    .unwrap_or_default();
+                *slot = super::sources::TopSources::from_rates(&rates);
+            }
+        }
         c.per_rule = serde_json::from_value(list("per_rule")).map_err(D::Error::custom)?;
         Ok(c)
     }
@@ -730,9 +900,12 @@ pub fn labelled_table<G: Group>(
         return;
     }
     let w = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0).clamp(6, 60);
+    // The table's columns: the group's own section; others (a target's traffic classes) are
+    // listed below each row, nonzero ones only.
+    let cols: Vec<usize> = (0..G::INFO.len()).filter(|&i| G::INFO[i].section == G::NAME).collect();
     let _ = write!(o, "  {title}\n    {:<w$}", G::NAME);
-    for info in G::INFO {
-        let _ = write!(o, " {:>14}", info.name);
+    for &i in &cols {
+        let _ = write!(o, " {:>14}", G::INFO[i].name);
     }
     o.push('\n');
     for (k, r) in rows.iter().enumerate() {
@@ -742,14 +915,21 @@ pub fn labelled_table<G: Group>(
             Cow::Borrowed(&r.label)
         };
         let _ = write!(o, "    {label:<w$}");
-        for i in 0..G::INFO.len() {
+        for &i in &cols {
             let _ = write!(o, " {:>14}", group(r.n.get(i)));
         }
         o.push('\n');
+        let extra: Vec<String> = (0..G::INFO.len())
+            .filter(|&i| G::INFO[i].section != G::NAME && r.n.get(i) > 0)
+            .map(|i| format!("{} {}", G::INFO[i].name, group(r.n.get(i))))
+            .collect();
+        if !extra.is_empty() {
+            let _ = writeln!(o, "    {:<w$}   {}", "", extra.join(", "));
+        }
         if let Some((prev, secs)) = since {
             if let Some(p) = prev.get(k) {
                 let _ = write!(o, "    {:<w$}", "");
-                for i in 0..G::INFO.len() {
+                for &i in &cols {
                     let _ = write!(o, " {:>12}/s", group(rate(r.n.get(i), p.n.get(i), secs).round() as u64));
                 }
                 o.push('\n');

@@ -30,11 +30,13 @@ pub mod batch;
 pub mod config;
 pub mod cookie;
 pub mod counters;
+pub mod detect;
 pub mod flow;
 pub mod icmp;
 pub mod policy;
 pub mod session;
 pub mod snapshot;
+pub mod sources;
 pub mod tcp;
 pub mod verdict;
 
@@ -165,6 +167,7 @@ impl Engine {
     fn apply_installed(&mut self, shorthand: bool) {
         core::mem::swap(&mut self.counters.per_target, &mut self.pol.per_target);
         core::mem::swap(&mut self.counters.per_rule, &mut self.pol.per_rule);
+        core::mem::swap(&mut self.counters.top_sources, &mut self.pol.top_sources);
         if !shorthand {
             for (i, s) in self.pol.services.iter().enumerate() {
                 self.table.set_service_timeouts(i, s.timeouts);
@@ -183,6 +186,7 @@ impl Engine {
         // Give the outgoing policy its counters back so `adopt` can carry them over.
         core::mem::swap(&mut self.counters.per_target, &mut self.pol.per_target);
         core::mem::swap(&mut self.counters.per_rule, &mut self.pol.per_rule);
+        core::mem::swap(&mut self.counters.top_sources, &mut self.pol.top_sources);
         next.adopt(&mut self.pol);
         if let Some((k, at)) = next.cookie_key.take() {
             if self.cookies.rotate(CookieKey::from_bytes(k), self.now_ns.max(at)) {
@@ -314,7 +318,13 @@ impl Engine {
         self.frame_max_conns = None;
         self.frame_dst_class = None;
         let (verdict, target) = match d {
-            Ok(d) => self.judge(now, dir, d, frame, extra),
+            Ok(d) => {
+                let (v, t) = self.judge(now, dir, d, frame, extra);
+                if dir == Direction::Inbound {
+                    self.count_class(now, d, v, t);
+                }
+                (v, t)
+            }
             Err(e) => (Verdict::Drop(dissect_reason(e)), None),
         };
         self.release_departed();
@@ -469,6 +479,40 @@ impl Engine {
         d.proto == IPPROTO_TCP
             && d.frag == Frag::None
             && self.table.lookup_probe(&self.probe(&tcp::flow_key(d, Direction::Inbound)), tick(now)).is_some()
+    }
+
+    /// Count an inbound frame towards its target by traffic class, and its source in the
+    /// target's top sources (attack classes only; see [`detect`]).
+    #[inline]
+    fn count_class(&mut self, now: u64, d: &Dissected, v: Verdict, target: Option<usize>) {
+        if d.nd || !matches!(d.net, Net::Ipv4 | Net::Ipv6) {
+            return;
+        }
+        let t = match target {
+            Some(t) => t,
+            None if d.proto == IPPROTO_TCP && d.frag == Frag::None => return,
+            None => {
+                let c = &self.pol.compiled;
+                let by_port = if d.proto == crate::wire::IPPROTO_UDP && d.frag == Frag::None {
+                    c.service(d.v6, &d.dst, d.proto, d.dport)
+                } else {
+                    None
+                };
+                match by_port.or_else(|| c.service_at(d.v6, &d.dst)) {
+                    Some(t) => usize::from(t),
+                    None => return,
+                }
+            }
+        };
+        let class = detect::traffic_class(d, v);
+        if let Some(c) = self.counters.per_target.get_mut(t) {
+            c.add_class(class, d.ip_len() as u64);
+        }
+        if class != counters::TrafficClass::Legit {
+            if let Some(s) = self.counters.top_sources.get_mut(t) {
+                s.frame(now, d.v6, &d.src);
+            }
+        }
     }
 
     /// The service a dropped inbound TCP or UDP frame was aimed at, for per-target counters.

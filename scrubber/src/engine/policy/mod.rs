@@ -148,6 +148,8 @@ pub struct Prepared {
     pub(crate) rules: Vec<RuleRt>,
     pub(crate) per_target: Vec<TargetCounters>,
     pub(crate) per_rule: Vec<RuleCounters>,
+    /// Top sources per target (swapped into the engine's counters when installed).
+    pub(crate) top_sources: Vec<crate::engine::sources::TopSources>,
     /// The pickup gate, when a service has a pickup window (see [`crate::engine::tcp::pickup`]).
     pub(crate) pickup: Option<Box<crate::engine::tcp::pickup::PickupGate>>,
     /// A cookie secret to rotate to when installed (see [`Prepared::with_cookie_key`]).
@@ -270,7 +272,7 @@ impl Prepared {
                 max_conns,
             });
         }
-        let per_target = cs.iter().map(|s| TargetCounters::new(s.name.clone())).collect();
+        let per_target: Vec<TargetCounters> = cs.iter().map(|s| TargetCounters::new(s.name.clone())).collect();
         let per_rule =
             compiled.rules().iter().map(|r| RuleCounters::new(format!("{} {}", r.location, r.text))).collect();
         let window = compiled.settings().learning_window > std::time::Duration::ZERO
@@ -278,7 +280,8 @@ impl Prepared {
         let pickup = window.then(|| {
             Box::new(crate::engine::tcp::pickup::PickupGate::new(o.rate_share, o.seed.rotate_left(7), o.now_ns))
         });
-        Ok(Prepared { compiled, services, rules, per_target, per_rule, pickup, cookie_key: None })
+        let top_sources = vec![Default::default(); per_target.len()];
+        Ok(Prepared { compiled, services, rules, per_target, per_rule, top_sources, pickup, cookie_key: None })
     }
 
     /// Install this policy together with the cookie secret `key` (read at `now_ns`): an engine whose secret
