@@ -30,6 +30,13 @@ fn lab(middle: Middle) -> (Lab, NsChild) {
         true,
     )
     .expect("start the probe server");
+    // The probe server listens before any probe runs (a race seen in CI otherwise).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !run_ns(&lab.topo.ns(Role::Server), "ss", &["-ltnH", "sport", "=", ":8080"]).is_ok_and(|o| o.contains("8080"))
+    {
+        assert!(Instant::now() < deadline, "the probe server never listened on port {PORT}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     if middle == Middle::Open {
         lab.start_scrubber_with(&["--protect", "198.18.0.10:80", "--protect", TO, "--syn-mode", "proxy"]);
     }
