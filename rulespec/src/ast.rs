@@ -305,6 +305,9 @@ pub enum SvcItem {
     Idle(IdleKind, Duration),
     /// `pickup`
     Pickup(Duration),
+    /// `attack-threshold RATE [RATE]`: when traffic of one attack class towards the service is
+    /// an attack (pps and/or bps).
+    AttackThreshold(Vec<Spanned<Rate>>),
 }
 
 /// A `service NAME … end` block.
@@ -404,6 +407,11 @@ pub enum Setting {
     CookieSecret(String),
     /// `learning-window`
     LearningWindow(Duration),
+    /// `attack-threshold RATE [RATE]`: the default attack thresholds (pps and/or bps).
+    AttackThreshold(Vec<Spanned<Rate>>),
+    /// `attack-quiet DURATION`: how long an attack's traffic must stay under its thresholds
+    /// before the attack is over.
+    AttackQuiet(Duration),
 }
 
 impl Setting {
@@ -414,6 +422,8 @@ impl Setting {
             Setting::Sessions(_) => "sessions",
             Setting::CookieSecret(_) => "cookie-secret",
             Setting::LearningWindow(_) => "learning-window",
+            Setting::AttackThreshold(_) => "attack-threshold",
+            Setting::AttackQuiet(_) => "attack-quiet",
         }
     }
 }

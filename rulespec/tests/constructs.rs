@@ -140,3 +140,30 @@ fn a_proxied_service_without_ports_is_warned_about() {
     assert_eq!(check_text("service web\n  dst 198.18.0.10\n  ports 80\nend\n").0, 0);
     assert_eq!(check_text("service web\n  dst 198.18.0.10\n  syn track\nend\n").0, 0);
 }
+
+#[test]
+fn attack_thresholds_globally_and_per_service() {
+    let p = policy(
+        "attack-threshold 20kpps 200Mbps\nattack-quiet 15s\n\
+         service web\n dst 198.18.0.10\n ports 80\n attack-threshold 5kpps\nend\n",
+    );
+    assert_eq!((p.settings.attack_pps, p.settings.attack_bps), (Some(20_000), Some(200_000_000)));
+    assert_eq!(p.settings.attack_quiet, Some(Duration::from_secs(15)));
+    assert_eq!((p.services[0].attack_pps, p.services[0].attack_bps), (Some(5_000), None));
+    let c = rulespec::compile(&p).unwrap();
+    assert_eq!(c.services()[0].attack_pps, Some(5_000));
+    // Nonsense is an error with line and column.
+    for (text, line_col, what) in [
+        ("attack-threshold 0pps\n", "1:18", "of 0 would report all traffic"),
+        ("attack-threshold 10/s\n", "1:18", "a packet or bit rate"),
+        ("attack-threshold 1kpps 2kpps\n", "1:24", "a second threshold in the same unit"),
+        ("attack-quiet 0s\n", "1:14", "out of range"),
+        ("service s\n dst 198.18.0.1\n attack-threshold 1kpps 0bps\nend\n", "3:25", "of 0 would report"),
+    ] {
+        let src = MemSource::new().with("p.rules", text);
+        let c = check("p.rules", &src);
+        let r = c.render();
+        assert!(c.has_errors(), "{text}: {r}");
+        assert!(r.contains(&format!("p.rules:{line_col}")) && r.contains(what), "{text}: {r}");
+    }
+}

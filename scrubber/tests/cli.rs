@@ -725,3 +725,25 @@ fn examples_replay_their_sample_cleanly() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The attack events `scrubber replay` finds in `samples/sample.pcap` (with the low thresholds
+/// of `samples/sample-events.rules`) are a golden file. `UPDATE_GOLDEN=1` rewrites it.
+#[test]
+fn replay_events_of_the_sample_are_golden() {
+    let dir = tmpdir("events-golden");
+    let out = dir.join("events.jsonl");
+    let o =
+        run(&["replay", p(&sample()), "--rules", p(&repo().join("samples/sample-events.rules")), "--events", p(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("scrubber: attack started on web: ack-psh flood"), "{}", stderr(&o));
+    let got = std::fs::read_to_string(&out).unwrap();
+    let golden = repo().join("samples/sample.events.jsonl");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &got).unwrap();
+    }
+    assert_eq!(got, std::fs::read_to_string(&golden).unwrap(), "events differ from {}", golden.display());
+    let first: Value = serde_json::from_str(got.lines().next().unwrap()).unwrap();
+    assert_eq!((first["event"].as_str(), first["target"].as_str()), (Some("start"), Some("web")));
+    assert_eq!(first["types"][0], "ack-psh flood");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -23,6 +23,8 @@ impl Checker<'_> {
             idle_established: Duration::from_secs(300),
             idle_closing: Duration::from_secs(10),
             pickup: Duration::ZERO,
+            attack_pps: None,
+            attack_bps: None,
             span: svc.name.span,
         };
         let mut seen: HashMap<String, Span> = HashMap::new();
@@ -108,6 +110,11 @@ impl Checker<'_> {
                         IdleKind::Established => out.idle_established = *d,
                         IdleKind::Closing => out.idle_closing = *d,
                     }
+                }
+                SvcItem::AttackThreshold(rates) => {
+                    let (pps, bps) = self.thresholds(rates);
+                    out.attack_pps = pps;
+                    out.attack_bps = bps;
                 }
                 SvcItem::Pickup(d) => {
                     if *d > Duration::from_secs(3600) {

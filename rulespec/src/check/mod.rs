@@ -86,6 +86,10 @@ pub struct Service {
     pub idle_closing: Duration,
     /// Mid-stream pickup window after start.
     pub pickup: Duration,
+    /// `attack-threshold` of this service (frames per second), if given.
+    pub attack_pps: Option<u64>,
+    /// `attack-threshold` of this service (bits per second), if given.
+    pub attack_bps: Option<u64>,
     /// Where it was defined.
     pub span: Span,
 }
@@ -124,6 +128,12 @@ pub struct Settings {
     pub learning_window: Duration,
     /// Action when no rule matches.
     pub default: Action,
+    /// `attack-threshold`: frames per second of one attack class that make an attack.
+    pub attack_pps: Option<u64>,
+    /// `attack-threshold`: bits per second of one attack class that make an attack.
+    pub attack_bps: Option<u64>,
+    /// `attack-quiet`: quiet time that ends an attack.
+    pub attack_quiet: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -134,6 +144,9 @@ impl Default for Settings {
             cookie_secret: None,
             learning_window: Duration::ZERO,
             default: Action::Allow,
+            attack_pps: None,
+            attack_bps: None,
+            attack_quiet: None,
         }
     }
 }
@@ -341,6 +354,38 @@ impl Checker<'_> {
         stack.pop();
     }
 
+    /// An `attack-threshold`'s rates: at most one pps and one bps value, neither zero.
+    fn thresholds(&mut self, rates: &[Spanned<crate::ast::Rate>]) -> (Option<u64>, Option<u64>) {
+        use crate::ast::RateUnit;
+        let (mut pps, mut bps) = (None, None);
+        for r in rates {
+            let slot = match r.node.unit {
+                RateUnit::Pps => &mut pps,
+                RateUnit::Bps => &mut bps,
+                RateUnit::PerSec => {
+                    self.diags.push(
+                        Diagnostic::error(r.span, "an attack threshold is a packet or bit rate")
+                            .expected("a rate like 10kpps or 100Mbps"),
+                    );
+                    continue;
+                }
+            };
+            if r.node.value == 0 {
+                self.diags.push(
+                    Diagnostic::error(r.span, "an attack threshold of 0 would report all traffic as an attack")
+                        .expected("a rate above 0, like 10kpps or 100Mbps"),
+                );
+            } else if slot.is_some() {
+                self.diags.push(
+                    Diagnostic::error(r.span, "a second threshold in the same unit")
+                        .expected("at most one packet rate and one bit rate"),
+                );
+            }
+            *slot = Some(r.node.value);
+        }
+        (pps, bps)
+    }
+
     fn file_of(&self, span: Span) -> String {
         self.sources.name(span.file).to_string()
     }
@@ -484,6 +529,23 @@ impl Checker<'_> {
                                 );
                             }
                             p.settings.learning_window = *d;
+                        }
+                        Setting::AttackThreshold(rates) => {
+                            let (pps, bps) = self.thresholds(rates);
+                            p.settings.attack_pps = pps;
+                            p.settings.attack_bps = bps;
+                        }
+                        Setting::AttackQuiet(d) => {
+                            if d.is_zero() || *d > Duration::from_secs(3600) {
+                                self.diags.push(
+                                    Diagnostic::error(
+                                        set.span,
+                                        format!("attack quiet time {} out of range", fmt_dur(*d)),
+                                    )
+                                    .expected("a duration from 1s to 1h"),
+                                );
+                            }
+                            p.settings.attack_quiet = Some(*d);
                         }
                     }
                 }

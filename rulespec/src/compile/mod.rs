@@ -410,6 +410,8 @@ pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
             idle_established: s.idle_established,
             idle_closing: s.idle_closing,
             pickup: s.pickup,
+            attack_pps: s.attack_pps,
+            attack_bps: s.attack_bps,
         });
     }
 
@@ -584,6 +586,8 @@ pub fn protect_policy(targets: &[Target], syn: SynMode) -> Policy {
                 idle_established: Duration::from_secs(300),
                 idle_closing: Duration::from_secs(10),
                 pickup: Duration::ZERO,
+                attack_pps: None,
+                attack_bps: None,
                 span: Span::default(),
             }
         })

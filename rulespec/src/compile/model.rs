@@ -156,6 +156,10 @@ pub struct CService {
     pub idle_closing: Duration,
     /// Mid-stream pickup window after start.
     pub pickup: Duration,
+    /// This service's attack threshold in frames per second (else the global one).
+    pub attack_pps: Option<u64>,
+    /// This service's attack threshold in bits per second (else the global one).
+    pub attack_bps: Option<u64>,
 }
 
 /// A compiled rule: what the engine reports and limits.

@@ -8,8 +8,8 @@ use crate::diag::{Diagnostic, FileId, Span, Spanned};
 use crate::lexer::{lex_line, LinePos, TokKind, Token};
 
 const STATEMENTS: &str = "a statement: include, set, ports, service, allow, deny, limit, default, mode, sessions, \
-                          cookie-secret, learning-window";
-const TOP_KEYWORDS: [&str; 13] = [
+                          cookie-secret, learning-window, attack-threshold, attack-quiet";
+const TOP_KEYWORDS: [&str; 15] = [
     "include",
     "set",
     "ports",
@@ -22,12 +22,26 @@ const TOP_KEYWORDS: [&str; 13] = [
     "sessions",
     "cookie-secret",
     "learning-window",
+    "attack-threshold",
+    "attack-quiet",
     "end",
 ];
-const SVC_KEYWORDS: [&str; 11] =
-    ["dst", "proto", "ports", "syn", "mss", "wscale", "sack", "timestamps", "idle", "pickup", "end"];
+const SVC_KEYWORDS: [&str; 12] = [
+    "dst",
+    "proto",
+    "ports",
+    "syn",
+    "mss",
+    "wscale",
+    "sack",
+    "timestamps",
+    "idle",
+    "pickup",
+    "attack-threshold",
+    "end",
+];
 const SVC_EXPECTED: &str =
-    "a service setting: dst, proto, ports, syn, mss, wscale, sack, timestamps, idle, pickup, or end";
+    "a service setting: dst, proto, ports, syn, mss, wscale, sack, timestamps, idle, pickup, attack-threshold, or end";
 const MATCH_KEYWORDS: [&str; 15] = [
     "from",
     "to",
@@ -314,6 +328,7 @@ impl Parser {
                 SvcItem::Idle(kind, duration(cur)?.node)
             }
             "pickup" => SvcItem::Pickup(duration(cur)?.node),
+            "attack-threshold" => SvcItem::AttackThreshold(threshold_rates(cur)?),
             other => {
                 let mut d = Diagnostic::error(ks, format!("unknown service setting '{other}'")).expected(SVC_EXPECTED);
                 if let Some(s) = suggest(other, &SVC_KEYWORDS) {
@@ -395,6 +410,14 @@ impl Parser {
             "learning-window" => {
                 let d = duration(cur)?;
                 Stmt::Setting(Spanned { node: Setting::LearningWindow(d.node), span: d.span })
+            }
+            "attack-threshold" => {
+                let rates = threshold_rates(cur)?;
+                Stmt::Setting(Spanned { node: Setting::AttackThreshold(rates), span: ks })
+            }
+            "attack-quiet" => {
+                let d = duration(cur)?;
+                Stmt::Setting(Spanned { node: Setting::AttackQuiet(d.node), span: d.span })
             }
             "end" => {
                 return Err(Diagnostic::error(ks, "`end` without a `service`").expected(STATEMENTS));
@@ -491,4 +514,13 @@ impl Parser {
         }
         Ok(r)
     }
+}
+
+/// One or two rates (a pps and/or a bps threshold) up to the end of the line.
+fn threshold_rates(cur: &mut Cur<'_>) -> PResult<Vec<Spanned<Rate>>> {
+    let mut v = vec![rate(cur)?];
+    if !cur.at_end() {
+        v.push(rate(cur)?);
+    }
+    Ok(v)
 }

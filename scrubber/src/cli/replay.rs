@@ -69,6 +69,10 @@ pub struct ReplayArgs {
     /// Print the summary as one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Write the attack events found in the capture (on its clock) to FILE, one JSON object per
+    /// line (appended); they are also in the `--json` summary and the log.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
 
     /// SYN-cookie secret file (32 hex digits, `#` comment lines allowed), as written by
     /// `scrubber gen-secret`. Without it (and without the rule file's `cookie-secret`) a random
@@ -105,10 +109,15 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     let mut engine = Engine::new(cfg.engine).context("cannot build the engine")?;
     // SIGINT/SIGTERM end the replay between batches, leaving no output behind.
     let signals = scrubber::control::signals::Signals::install()?;
+    let mut sink = scrubber::control::events::EventSink::new(a.events.as_deref(), None, true)?;
     match replay::replay_until(&mut engine, &cfg.files, &signals.stop) {
-        Ok(summary) => print_summary(&summary, a.json),
+        Ok(summary) => {
+            sink.emit(&summary.events);
+            print_summary(&summary, a.json)
+        }
         Err(ReplayError::Stopped { path, packet, offset, detail, summary }) => {
             // Show what was done before the bad record, then fail.
+            sink.emit(&summary.events);
             print_summary(&summary, a.json)?;
             let e = ReplayError::Stopped { path, packet, offset, detail, summary };
             Err(anyhow::Error::new(e).context("the replay did not reach the end of the capture"))

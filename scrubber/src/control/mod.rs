@@ -14,6 +14,7 @@
 //! * [`signals`] — stop and reload flags set by SIGINT/SIGTERM and SIGHUP.
 
 pub mod config;
+pub mod events;
 pub mod failopen;
 pub mod handover;
 pub mod knobs;

@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use super::counters::{TargetCounts, TrafficClass};
+use super::counters::{Group, TargetCounts, TrafficClass};
 pub use super::sources::{merge_top, SpaceSaving, TopSources, TOP_K};
 
 /// The class of an inbound frame towards a target, given the engine's verdict.
@@ -267,6 +267,56 @@ impl Detector {
     pub fn under_attack(&self) -> Vec<usize> {
         self.targets.iter().enumerate().filter(|(_, t)| t.attack.is_some()).map(|(i, _)| i).collect()
     }
+}
+
+/// The thresholds a compiled policy sets: its global ones (`attack-threshold`,
+/// `attack-quiet`, else [`Thresholds::default`]) and each service's own.
+pub fn thresholds_of(c: &rulespec::Compiled) -> (Thresholds, Vec<Option<Thresholds>>) {
+    let st = c.settings();
+    let mut g = Thresholds::default();
+    if st.attack_pps.is_some() || st.attack_bps.is_some() {
+        g.pps = st.attack_pps.unwrap_or(u64::MAX);
+        g.bps = st.attack_bps.unwrap_or(u64::MAX);
+    }
+    if let Some(q) = st.attack_quiet {
+        g.quiet_secs = u32::try_from(q.as_secs()).unwrap_or(u32::MAX).max(1);
+    }
+    let per = c
+        .services()
+        .iter()
+        .map(|s| {
+            (s.attack_pps.is_some() || s.attack_bps.is_some()).then(|| Thresholds {
+                pps: s.attack_pps.unwrap_or(u64::MAX),
+                bps: s.attack_bps.unwrap_or(u64::MAX),
+                ..g
+            })
+        })
+        .collect();
+    (g, per)
+}
+
+/// The per-target readings of several engines' counters (one per worker): counters summed,
+/// top sources merged (the 16 largest).
+pub fn readings(workers: &[&super::counters::Counters]) -> Vec<Reading> {
+    let Some(first) = workers.first() else { return Vec::new() };
+    first
+        .per_target
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut counts = TargetCounts::default();
+            let mut tops = Vec::with_capacity(workers.len());
+            for w in workers {
+                if let Some(x) = w.per_target.get(i) {
+                    counts.merge(&x.n);
+                }
+                if let Some(x) = w.top_sources.get(i) {
+                    tops.push(x.per_second());
+                }
+            }
+            Reading { label: t.label.clone(), counts, top: merge_top(&tops, TOP_K) }
+        })
+        .collect()
 }
 
 #[cfg(test)]

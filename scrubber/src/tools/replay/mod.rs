@@ -183,6 +183,10 @@ pub fn replay_until(engine: &mut Engine, opts: &ReplayFiles, stop_flag: &AtomicB
     let (mut first_ts, mut last_ts) = (None::<u64>, 0u64);
     let mut stop: Option<(u64, u64, String)> = None;
 
+    // Attack detection on the capture's clock: a reading at every second boundary it crosses.
+    let (th, per) = crate::engine::detect::thresholds_of(engine.policy());
+    let mut detector = crate::engine::detect::Detector::new(th, per);
+    let mut det_sec: Option<u64> = None;
     let mut eof = false;
     while !eof && stop.is_none() {
         if stop_flag.load(Ordering::Relaxed) {
@@ -298,6 +302,12 @@ pub fn replay_until(engine: &mut Engine, opts: &ReplayFiles, stop_flag: &AtomicB
             }
         }
         progress.tick(s.frames);
+        let sec = last_ts / 1_000_000_000;
+        if det_sec != Some(sec) {
+            det_sec = Some(sec);
+            let r = crate::engine::detect::readings(&[engine.counters()]);
+            s.events.extend(detector.tick(sec * 1_000_000_000, &r));
+        }
     }
     progress.finish();
 

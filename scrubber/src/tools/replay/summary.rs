@@ -115,6 +115,8 @@ pub struct Summary {
     pub table: TableStats,
     /// The engine's limiters.
     pub limiter: LimiterStats,
+    /// Attack events found in the capture, on its clock (see `engine::detect`).
+    pub events: Vec<crate::engine::detect::Event>,
 }
 
 impl Summary {
@@ -146,6 +148,7 @@ impl Summary {
             counters: engine.counters().clone(),
             table: engine.table().stats(),
             limiter: engine.limiter_stats(),
+            events: Vec::new(),
         }
     }
 
