@@ -16,7 +16,7 @@ const CASES: &[Case] = &[
         r#"main.rules:1:1: error: unknown keyword 'alow'
   |
 1 | alow from any
-  | ^^^^ expected a statement: include, set, ports, service, allow, deny, limit, default, mode, sessions, cookie-secret, learning-window
+  | ^^^^ expected a statement: include, set, ports, service, allow, deny, limit, default, mode, sessions, cookie-secret, learning-window, attack-threshold, attack-quiet
   = note: did you mean 'allow'?
 "#,
     ),
@@ -367,7 +367,7 @@ end
         r#"main.rules:3:3: error: unknown service setting 'synn'
   |
 3 |   synn proxy
-  |   ^^^^ expected a service setting: dst, proto, ports, syn, mss, wscale, sack, timestamps, idle, pickup, or end
+  |   ^^^^ expected a service setting: dst, proto, ports, syn, mss, wscale, sack, timestamps, idle, pickup, attack-threshold, or end
   = note: did you mean 'syn'?
 "#,
     ),
@@ -482,7 +482,7 @@ mode observe now
         r#"main.rules:1:1: error: unknown keyword 'alow'
   |
 1 | alow from any
-  | ^^^^ expected a statement: include, set, ports, service, allow, deny, limit, default, mode, sessions, cookie-secret, learning-window
+  | ^^^^ expected a statement: include, set, ports, service, allow, deny, limit, default, mode, sessions, cookie-secret, learning-window, attack-threshold, attack-quiet
   = note: did you mean 'allow'?
 
 main.rules:4:11: error: unknown prefix set 'y'
