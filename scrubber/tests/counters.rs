@@ -77,6 +77,8 @@ fn snapshot() -> Snapshot {
         policy: "p".into(),
         reload,
         links,
+        events: Default::default(),
+        under_attack: vec!["web".into()],
         workers: vec![w],
     }
 }
@@ -91,6 +93,8 @@ fn stats_text_shows_every_declared_counter() {
     assert_in_text("scrubber stats", &text, &group_names::<RingStats>());
     assert_in_text("scrubber stats", &text, &group_names::<ReloadStats>());
     assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::links::LinkStats>());
+    assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::events::EventStats>());
+    assert!(text.contains("under attack: web"), "{text}");
     let labels = family_labels(&s.workers[0].counters);
     assert_in_text("scrubber stats", &text, &labels.iter().map(String::as_str).collect::<Vec<_>>());
     // With a previous snapshot, counters get rates.

@@ -99,6 +99,15 @@ pub struct RunArgs {
     /// "Restarts".
     #[arg(long)]
     take_over: bool,
+    /// Append attack events (start, update, stop per target: types, peaks, top sources) to
+    /// FILE, one JSON object per line. They are also logged.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// Run CMD (with `sh -c`) for every attack event, the event's JSON on its stdin; at most
+    /// 10 s each, on a thread of its own (e.g. to announce a route through ExaBGP or GoBGP, or
+    /// page someone).
+    #[arg(long, value_name = "CMD")]
+    on_event: Option<String>,
     #[command(flatten)]
     limit: super::FileLimit,
 }
@@ -166,6 +175,8 @@ pub fn run(a: RunArgs) -> Result<()> {
         max_file_size: a.limit.max_file_size,
         state: a.state,
         take_over: a.take_over,
+        events: a.events,
+        on_event: a.on_event,
         on_exit: match a.on_exit {
             OnExitArg::Closed => OnExit::Closed,
             OnExitArg::Open => OnExit::Open,

@@ -257,6 +257,10 @@ pub struct RunRequest {
     pub on_exit: super::failopen::OnExit,
     /// `--take-over`: take the sessions and interfaces of the scrubber running on `socket`.
     pub take_over: bool,
+    /// `--events FILE`: attack events, JSON lines.
+    pub events: Option<PathBuf>,
+    /// `--on-event CMD`: a command run for every attack event.
+    pub on_event: Option<String>,
 }
 
 impl RunRequest {
@@ -284,6 +288,8 @@ impl RunRequest {
             state: None,
             on_exit: super::failopen::OnExit::Closed,
             take_over: false,
+            events: None,
+            on_event: None,
         }
     }
 }
@@ -329,6 +335,10 @@ pub struct RunConfig {
     pub on_exit: super::failopen::OnExit,
     /// `--take-over`: take over from the scrubber running on `socket`.
     pub take_over: bool,
+    /// `--events FILE`: attack events, JSON lines.
+    pub events: Option<PathBuf>,
+    /// `--on-event CMD`: a command run for every attack event.
+    pub on_event: Option<String>,
 }
 
 impl RunConfig {
@@ -380,6 +390,8 @@ impl RunConfig {
             load,
             on_exit: req.on_exit,
             take_over: req.take_over,
+            events: req.events,
+            on_event: req.on_event,
         })
     }
 

@@ -70,6 +70,12 @@ pub fn render(cur: &Snapshot, prev: Option<&Snapshot>) -> String {
     }
     render_group(&mut o, &cur.reload, prev.zip(dt).map(|(p, secs)| Since { prev: &p.reload, secs }));
     render_group(&mut o, &cur.links, prev.zip(dt).map(|(p, secs)| Since { prev: &p.links, secs }));
+    render_group(&mut o, &cur.events, prev.zip(dt).map(|(p, secs)| Since { prev: &p.events, secs }));
+    let _ = writeln!(
+        o,
+        "under attack: {}",
+        if cur.under_attack.is_empty() { "none".to_string() } else { cur.under_attack.join(", ") }
+    );
     let total = cur.total();
     let ptotal = prev.map(Snapshot::total);
     let _ = writeln!(o, "\n== all workers ==");
@@ -134,6 +140,8 @@ mod tests {
             policy: "p gen 1".into(),
             reload: ReloadStats::default(),
             links: Default::default(),
+            events: Default::default(),
+            under_attack: Vec::new(),
             workers: vec![w],
         }
     }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use scrubber_xsk::XdpProgram;
 
 use super::config::{PolicySource, RunConfig};
+use super::events::EventSink;
 use super::handover;
 use super::knobs::{KnobConfig, KnobError, Knobs};
 use super::links::{LinkEvent, LinkWatch};
@@ -28,10 +29,13 @@ use crate::dataplane::{self, Poll, Shared, WorkerEnd, WorkerSetup};
 /// `gro_flush_timeout` for `--poll busy`: how long the kernel waits for a worker to poll
 /// before it processes the queue itself (and wakes the worker).
 const BUSY_GRO_FLUSH_NS: u64 = 200_000;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{detect, Engine, EngineError};
 
 /// How often the control loop wakes up.
 pub const STEP: Duration = Duration::from_millis(100);
+/// How often attack detection reads the workers' counters (two readings over a threshold start
+/// an attack: one second of flood).
+pub const DETECT_EVERY: Duration = Duration::from_millis(500);
 /// How often the rule file and its lists are checked for changes.
 pub const FILE_CHECK: Duration = Duration::from_secs(1);
 
@@ -73,6 +77,9 @@ pub enum RunError {
     /// A worker could not start.
     #[error("{0}")]
     WorkerStart(String),
+    /// The events file could not be opened.
+    #[error(transparent)]
+    Events(#[from] super::events::EventsError),
     /// `--take-over` failed.
     #[error(transparent)]
     Handover(#[from] super::handover::HandoverError),
@@ -266,6 +273,10 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     let int_queues = scrubber_xsk::rx_queue_count(&cfg.int)?;
     cfg.on_exit.check_queues(&cfg.ext, queues, workers)?;
     cfg.on_exit.check_queues(&cfg.int, int_queues, workers)?;
+    let mut sink = EventSink::new(cfg.events.as_deref(), cfg.on_event.as_deref(), true)?;
+    let (th, per) = detect::thresholds_of(engines[0].policy());
+    let mut detector = detect::Detector::new(th, per);
+    let mut last_detect = Instant::now();
     let signals = Signals::install()?;
     let (feed, inboxes) = policy_channels(workers);
     let publishers: Vec<Publisher> = (0..workers).map(|i| Publisher::new(WorkerStats::new(i, &targets))).collect();
@@ -434,6 +445,18 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             }
         }
         server.set_links(links.stats());
+        // Attack detection, once a second, on what the workers published.
+        if last_detect.elapsed() >= DETECT_EVERY {
+            last_detect = Instant::now();
+            let stats: Vec<WorkerStats> = publishers.iter().map(Publisher::read).collect();
+            let counters: Vec<&crate::engine::counters::Counters> = stats.iter().map(|w| &w.counters).collect();
+            let readings = detect::readings(&counters);
+            let events = detector.tick(dataplane::now_ns(), &readings);
+            sink.emit(&events);
+            let attacked =
+                detector.under_attack().into_iter().filter_map(|i| readings.get(i).map(|r| r.label.clone())).collect();
+            server.set_events(sink.stats(), attacked);
+        }
         if signals.take_reload() {
             let _ = hup_tx.send(());
         }

@@ -88,6 +88,12 @@ pub struct Snapshot {
     /// Link events of ext and int (see `control::links`).
     #[serde(default)]
     pub links: LinkStats,
+    /// Attack events and their delivery (see `control::events`).
+    #[serde(default)]
+    pub events: super::events::EventStats,
+    /// Targets under attack now.
+    #[serde(default)]
+    pub under_attack: Vec<String>,
     /// One entry per worker, in worker order.
     pub workers: Vec<WorkerStats>,
 }
@@ -222,14 +228,14 @@ impl ServerInfo {
 #[derive(Debug)]
 struct Shared {
     publishers: Vec<Publisher>,
-    policy: Mutex<(String, ReloadStats, LinkStats)>,
+    policy: Mutex<(String, ReloadStats, LinkStats, super::events::EventStats, Vec<String>)>,
     started_unix: u64,
     started_mono: Instant,
     pid: u32,
 }
 
 impl Shared {
-    fn policy(&self) -> (String, ReloadStats, LinkStats) {
+    fn policy(&self) -> (String, ReloadStats, LinkStats, super::events::EventStats, Vec<String>) {
         self.policy.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -243,6 +249,8 @@ impl Shared {
             policy: self.policy().0,
             reload: self.policy().1,
             links: self.policy().2,
+            events: self.policy().3,
+            under_attack: self.policy().4,
             workers: self.publishers.iter().map(Publisher::read).collect(),
         }
     }
@@ -290,7 +298,13 @@ impl StatsServer {
 
         let shared = Arc::new(Shared {
             publishers,
-            policy: Mutex::new((info.policy, ReloadStats::default(), LinkStats::default())),
+            policy: Mutex::new((
+                info.policy,
+                ReloadStats::default(),
+                LinkStats::default(),
+                Default::default(),
+                Vec::new(),
+            )),
             started_unix: info.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             started_mono: info.started_mono,
             pid: std::process::id(),
@@ -315,6 +329,13 @@ impl StatsServer {
     /// Replace the policy description (call after a reload, e.g. `"web.rules generation 4"`).
     pub fn set_policy(&self, policy: impl Into<String>) {
         self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).0 = policy.into();
+    }
+
+    /// Replace the event counters and the targets under attack.
+    pub fn set_events(&self, events: super::events::EventStats, under_attack: Vec<String>) {
+        let mut g = self.shared.policy.lock().unwrap_or_else(|e| e.into_inner());
+        g.3 = events;
+        g.4 = under_attack;
     }
 
     /// Replace the link counters.
@@ -471,6 +492,8 @@ mod tests {
             policy: String::new(),
             reload: ReloadStats::default(),
             links: LinkStats::default(),
+            events: Default::default(),
+            under_attack: Vec::new(),
             workers: vec![worker(0, 1), worker(1, 3)],
         };
         let t = s.total();
@@ -500,6 +523,8 @@ mod tests {
             policy: "web.rules generation 2".into(),
             reload: ReloadStats { reloads_ok: 3, reloads_failed: 1, generation: 9 },
             links: LinkStats::default(),
+            events: Default::default(),
+            under_attack: Vec::new(),
             workers: vec![worker(0, 2)],
         };
         let json = serde_json::to_vec(&s).unwrap();

@@ -51,7 +51,8 @@ pub struct Thresholds {
     pub pps: u64,
     /// Bits per second of one attack class that count as a flood.
     pub bps: u64,
-    /// Seconds a class must stay over its threshold before the attack starts.
+    /// Seconds a class must stay over its threshold before the attack starts (readings over
+    /// the threshold covering at least this long).
     pub start_secs: u32,
     /// Seconds every class must stay under its threshold before the attack is over.
     pub quiet_secs: u32,
@@ -60,10 +61,10 @@ pub struct Thresholds {
 }
 
 impl Default for Thresholds {
-    /// 10 kpps or 100 Mbit/s of one class, for 2 s; over after 10 quiet seconds; an update
+    /// 10 kpps or 100 Mbit/s of one class, for 1 s; over after 10 quiet seconds; an update
     /// every 30 s.
     fn default() -> Self {
-        Thresholds { pps: 10_000, bps: 100_000_000, start_secs: 2, quiet_secs: 10, update_secs: 30 }
+        Thresholds { pps: 10_000, bps: 100_000_000, start_secs: 1, quiet_secs: 10, update_secs: 30 }
     }
 }
 
@@ -129,8 +130,10 @@ pub struct Reading {
 #[derive(Clone, Debug, Default)]
 struct TargetState {
     last: Option<TargetCounts>,
-    over_for: u32,
-    quiet_for: u32,
+    /// Start of the first interval of the current run of readings over a threshold.
+    over_since: Option<f64>,
+    /// End of the last interval that was over a threshold.
+    last_over: f64,
     attack: Option<Ongoing>,
 }
 
@@ -207,12 +210,12 @@ impl Detector {
                 classes.iter().filter(|c| c.1 > 0).map(|(c, p, _)| (c.name(), *p)).collect();
             let top: Vec<SourceRate> = r.top.iter().take(10).map(|&(src, pps)| SourceRate { src, pps }).collect();
             if over.is_empty() {
-                st.over_for = 0;
-                st.quiet_for += 1;
+                st.over_since = None;
             } else {
-                st.over_for += 1;
-                st.quiet_for = 0;
+                st.over_since.get_or_insert(time - secs);
+                st.last_over = time;
             }
+            let over_for = st.over_since.map_or(0.0, |t| time - t);
             let event = |kind, a: &Ongoing| Event {
                 event: kind,
                 target: r.label.clone(),
@@ -227,9 +230,9 @@ impl Detector {
                 top_sources: top.clone(),
             };
             match st.attack.as_mut() {
-                None if st.over_for >= th.start_secs.max(1) => {
+                None if !over.is_empty() && over_for + 1e-6 >= f64::from(th.start_secs) => {
                     let a = Ongoing {
-                        started: time - f64::from(st.over_for.saturating_sub(1)) * secs,
+                        started: st.over_since.unwrap_or(time),
                         at_start: prev,
                         peak_pps: tot_pps,
                         peak_bps: tot_bps,
@@ -250,7 +253,7 @@ impl Detector {
                             changed = true;
                         }
                     }
-                    if st.quiet_for >= th.quiet_secs.max(1) {
+                    if over.is_empty() && time - st.last_over + 1e-6 >= f64::from(th.quiet_secs.max(1)) {
                         out.push(event(EventKind::Stop, a));
                         st.attack = None;
                     } else if changed || time - a.last_update >= f64::from(th.update_secs.max(1)) {
@@ -356,10 +359,11 @@ mod tests {
         assert_eq!(start.types, vec!["ack-psh flood"]);
         assert_eq!(start.peak_pps, 20_000);
         assert_eq!(start.top_sources[0].src, "198.19.7.1".parse::<IpAddr>().unwrap());
-        assert!((start.time - (t0 / s + 4) as f64).abs() < 0.01, "two seconds over: {}", start.time);
+        assert!((start.time - (t0 / s + 3) as f64).abs() < 0.01, "one second over: {}", start.time);
+        assert!((start.started - (t0 / s + 2) as f64).abs() < 0.01, "{}", start.started);
         let stop = &events[1];
         assert!((stop.time - (t0 / s + 22) as f64).abs() < 0.01, "ten quiet seconds: {}", stop.time);
-        assert_eq!(stop.dropped, 180_000);
+        assert_eq!(stop.dropped, 200_000);
         assert!(d.under_attack().is_empty());
     }
 }
