@@ -2,8 +2,9 @@
 //! random spoofed ones (trafgen) at one target while legitimate connections run to another.
 //! Root only (see `scrubber_tests::e2e::begin`).
 
+use scrubber::tools::lab::exec::run_ns;
 use scrubber::tools::lab::flood::Kind;
-use scrubber::tools::lab::topo::{Middle, SERVER4};
+use scrubber::tools::lab::topo::{Middle, Role, SERVER4};
 use scrubber_tests::e2e::*;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,6 +47,26 @@ fn e2e_events_name_the_target_the_type_and_the_heavy_source() {
     });
     let t_end = now();
     eprintln!("e2e: flood: hping3 {heavy:?}; trafgen {random:?}; {:.1} s", t_end - t_flood);
+    // Scraped from the scrubber's namespace right after the flood: the target's drops, and the
+    // attack still on (the quiet time has not passed).
+    let metrics =
+        run_ns(&lab.topo.ns(Role::Middle), "curl", &["-sS", "--max-time", "5", "http://127.0.0.1:9477/metrics"])
+            .expect("scrape /metrics");
+    let series = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains("target=\"web\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let acks = series("scrubber_target_class_ack_psh_total");
+    eprintln!(
+        "e2e: /metrics: {} bytes; web ack_psh {acks}; under_attack {}",
+        metrics.len(),
+        series("scrubber_under_attack")
+    );
+    assert!(acks > 10_000, "the target's ACK-PSH drops are in /metrics");
+    assert_eq!(series("scrubber_under_attack"), 1, "the attack state is in /metrics");
     let c = Lab::connect_done(legit);
     // Wait for the stop (quiet 3 s after the flood).
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -108,6 +108,10 @@ pub struct RunArgs {
     /// page someone).
     #[arg(long, value_name = "CMD")]
     on_event: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (`off`: none). Loopback by default;
+    /// give e.g. 198.18.1.1:9477 to let a Prometheus server on another host scrape it.
+    #[arg(long, value_name = "ADDR|off", default_value = scrubber::control::metrics::DEFAULT_ADDR)]
+    metrics: String,
     #[command(flatten)]
     limit: super::FileLimit,
 }
@@ -177,6 +181,13 @@ pub fn run(a: RunArgs) -> Result<()> {
         take_over: a.take_over,
         events: a.events,
         on_event: a.on_event,
+        metrics: match a.metrics.as_str() {
+            "off" | "none" => None,
+            m => Some(
+                m.parse()
+                    .map_err(|e| anyhow::anyhow!("--metrics {m}: {e}: give IP:PORT, e.g. 127.0.0.1:9477, or off"))?,
+            ),
+        },
         on_exit: match a.on_exit {
             OnExitArg::Closed => OnExit::Closed,
             OnExitArg::Open => OnExit::Open,

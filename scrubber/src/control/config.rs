@@ -261,6 +261,8 @@ pub struct RunRequest {
     pub events: Option<PathBuf>,
     /// `--on-event CMD`: a command run for every attack event.
     pub on_event: Option<String>,
+    /// `--metrics ADDR` (`None`: off).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl RunRequest {
@@ -290,6 +292,7 @@ impl RunRequest {
             take_over: false,
             events: None,
             on_event: None,
+            metrics: None,
         }
     }
 }
@@ -339,6 +342,8 @@ pub struct RunConfig {
     pub events: Option<PathBuf>,
     /// `--on-event CMD`: a command run for every attack event.
     pub on_event: Option<String>,
+    /// `--metrics ADDR` (`None`: off).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl RunConfig {
@@ -392,6 +397,7 @@ impl RunConfig {
             take_over: req.take_over,
             events: req.events,
             on_event: req.on_event,
+            metrics: req.metrics,
         })
     }
 

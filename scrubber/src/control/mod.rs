@@ -19,6 +19,7 @@ pub mod failopen;
 pub mod handover;
 pub mod knobs;
 pub mod links;
+pub mod metrics;
 pub mod preflight;
 pub mod reload;
 pub mod secret;

@@ -17,6 +17,7 @@ use super::events::EventSink;
 use super::handover;
 use super::knobs::{KnobConfig, KnobError, Knobs};
 use super::links::{LinkEvent, LinkWatch};
+use super::metrics::MetricsServer;
 use super::preflight::{self, PreflightConfig, PreflightErrors};
 use super::reload::Reloader;
 use super::signals::{SignalError, Signals};
@@ -77,6 +78,9 @@ pub enum RunError {
     /// A worker could not start.
     #[error("{0}")]
     WorkerStart(String),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] super::metrics::MetricsError),
     /// The events file could not be opened.
     #[error(transparent)]
     Events(#[from] super::events::EventsError),
@@ -280,7 +284,15 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     let signals = Signals::install()?;
     let (feed, inboxes) = policy_channels(workers);
     let publishers: Vec<Publisher> = (0..workers).map(|i| Publisher::new(WorkerStats::new(i, &targets))).collect();
-    let server = StatsServer::start(&cfg.socket, publishers.clone(), ServerInfo::new(policy_desc.clone()))?;
+    let server = Arc::new(StatsServer::start(&cfg.socket, publishers.clone(), ServerInfo::new(policy_desc.clone()))?);
+    let metrics = match cfg.metrics {
+        Some(a) => {
+            let m = MetricsServer::start(a, Arc::clone(&server))?;
+            eprintln!("scrubber: metrics at http://{}/metrics", m.addr());
+            Some(m)
+        }
+        None => None,
+    };
     let parts = engines.into_iter().zip(inboxes).collect();
     let mut dp = Some(start_dataplane(&cfg, parts, &publishers, queues, int_queues).map_err(|(e, _)| e)?);
     let modes = dp.as_ref().map(|d| d.modes.clone()).unwrap_or_default();
@@ -510,6 +522,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         let engines: Vec<&Engine> = stopped.iter().map(|(e, _)| e).collect();
         let saved = Saved::of(&engines, dataplane::now_ns() / 1_000_000);
         let last = server.snapshot();
+        drop(metrics);
         drop(server);
         match handover::send_state(stream, &saved) {
             Ok(()) => eprintln!("scrubber: {} session(s) handed over; exiting", saved.sessions()),
@@ -543,6 +556,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         }
     }
     let last = server.snapshot();
+    drop(metrics);
     drop(server);
     Ok(RunSummary { last, problems })
 }
