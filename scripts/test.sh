@@ -93,4 +93,14 @@ fi
 say "scripts/fuzz.sh ${FUZZ_SECONDS:-30}"
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 
+# ---------------------------------------------------------------------------------------------
+# The Debian package (cargo deb): built, its contents checked, and the installed files tried in
+# a private mount namespace. Last: it rebuilds target/release/scrubber without the lab.
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    say "cargo install cargo-deb --locked"
+    cargo install cargo-deb --locked --quiet
+fi
+say "scripts/package/test-deb.sh"
+scripts/package/test-deb.sh
+
 say "all tests passed"
