@@ -109,6 +109,8 @@ pub struct TopSources {
     pub last: SpaceSaving,
     /// Second (of the engine's clock) `cur` counts.
     epoch: u64,
+    /// Second `last` counted.
+    last_epoch: u64,
     /// The sampling generator's state.
     skip: u32,
 }
@@ -117,18 +119,13 @@ impl TopSources {
     /// A frame from `src` at `now_ns` (sampled 1 in [`SAMPLE_EVERY`]).
     #[inline]
     pub fn frame(&mut self, now_ns: u64, v6: bool, src: &[u8; 16]) {
-        let sec = now_ns / 1_000_000_000;
-        if sec != self.epoch {
-            self.last = if sec == self.epoch + 1 { self.cur } else { SpaceSaving::default() };
-            self.cur = SpaceSaving::default();
-            self.cms.fill(0);
-            self.epoch = sec;
-        }
         // Sampled at random (an LCG), not every n-th frame: periodic traffic must not alias.
+        // Frames not sampled cost this step and nothing else.
         self.skip = self.skip.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         if self.skip >> 30 != 0 {
             return;
         }
+        self.rotate(now_ns);
         let est = if self.cms.len() == CMS_ROWS * CMS_WIDTH {
             let h = xxhash_rust::xxh3::xxh3_64(&src[..if v6 { 16 } else { 4 }]);
             let mut e = u32::MAX;
@@ -142,6 +139,31 @@ impl TopSources {
             u32::MAX
         };
         self.cur.add(v6, src, est);
+    }
+
+    /// Start the second of `now_ns` if it is a new one: the current summary becomes the last
+    /// complete one (or an empty one, if seconds passed without a sample).
+    #[inline]
+    fn rotate(&mut self, now_ns: u64) {
+        let sec = now_ns / 1_000_000_000;
+        if sec != self.epoch {
+            self.last = if sec == self.epoch + 1 { self.cur } else { SpaceSaving::default() };
+            self.last_epoch = self.epoch;
+            self.cur = SpaceSaving::default();
+            self.cms.fill(0);
+            self.epoch = sec;
+        }
+    }
+
+    /// The sources of the last complete second before `now_ns` (empty when that second had
+    /// no sample), frames per second, largest first.
+    pub fn per_second_at(&self, now_ns: u64) -> Vec<(IpAddr, u64)> {
+        let sec = now_ns / 1_000_000_000;
+        if self.epoch + 1 >= sec || self.last_epoch + 1 >= sec {
+            self.per_second()
+        } else {
+            Vec::new()
+        }
     }
 
     /// Published sources with `rates` (frames per second), as [`TopSources::per_second`] gave
@@ -178,6 +200,7 @@ impl Default for TopSources {
             cms: vec![0; CMS_ROWS * CMS_WIDTH],
             last: SpaceSaving::default(),
             epoch: 0,
+            last_epoch: 0,
             skip: 0,
         }
     }
@@ -229,7 +252,7 @@ mod tests {
         // Plain Space-Saving cannot promise sources under 1/TOP_K of the traffic (here 5 %).
         let plain: Vec<IpAddr> = s.top().iter().take(3).map(|x| x.0).collect();
         eprintln!("plain Space-Saving's top 3: {plain:?}");
-        t.frame(T + 1_000_000_000, false, &[0; 16]); // close the second
+        t.rotate(T + 1_000_000_000); // close the second
         let top = t.last.top();
         assert_eq!(t.last.len(), TOP_K, "fixed memory");
         let heavy: Vec<IpAddr> = top.iter().take(3).map(|t| t.0).collect();
