@@ -67,6 +67,15 @@ fn e2e_events_name_the_target_the_type_and_the_heavy_source() {
     );
     assert!(acks > 10_000, "the target's ACK-PSH drops are in /metrics");
     assert_eq!(series("scrubber_under_attack"), 1, "the attack state is in /metrics");
+    // `scrubber top` in a pseudo-terminal of 80x24 (script(1)), as over ssh.
+    let cmd = format!("stty cols 80 rows 24; {} top --socket {} --frames 2 --interval 0.5", lab.exe, lab.socket);
+    let screen =
+        run_ns(&lab.topo.ns(Role::Middle), "script", &["-qec", &cmd, "/dev/null"]).expect("scrubber top in a pty");
+    assert!(
+        screen.contains("under attack: web") && screen.contains("ATTACK"),
+        "scrubber top shows the attack: {screen}"
+    );
+    eprintln!("e2e: scrubber top drew {} bytes showing the attack on web", screen.len());
     let c = Lab::connect_done(legit);
     // Wait for the stop (quiet 3 s after the flood).
     let deadline = Instant::now() + Duration::from_secs(15);

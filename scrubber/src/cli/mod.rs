@@ -14,6 +14,7 @@ mod lab;
 mod replay;
 mod run;
 mod stats;
+mod top;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -67,6 +68,7 @@ enum Command {
     Check(check::CheckArgs),
     Replay(replay::ReplayArgs),
     Stats(stats::StatsArgs),
+    Top(top::TopArgs),
     GenSecret(GenSecretArgs),
     #[cfg(feature = "lab")]
     Lab(lab::LabArgs),
@@ -112,6 +114,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Check(a) => check::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Top(a) => top::run(a),
         Command::GenSecret(_) => gen_secret(),
         #[cfg(feature = "lab")]
         Command::Lab(a) => lab::cmd_lab(a),

@@ -28,3 +28,4 @@ pub mod state;
 pub mod stats;
 pub mod supervisor;
 pub mod telemetry;
+pub mod top;
