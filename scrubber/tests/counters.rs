@@ -79,6 +79,7 @@ fn snapshot() -> Snapshot {
         links,
         events: Default::default(),
         under_attack: vec!["web".into()],
+        samples: Default::default(),
         workers: vec![w],
     }
 }
@@ -94,6 +95,7 @@ fn stats_text_shows_every_declared_counter() {
     assert_in_text("scrubber stats", &text, &group_names::<ReloadStats>());
     assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::links::LinkStats>());
     assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::events::EventStats>());
+    assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::samples::SampleStats>());
     assert!(text.contains("under attack: web"), "{text}");
     let labels = family_labels(&s.workers[0].counters);
     assert_in_text("scrubber stats", &text, &labels.iter().map(String::as_str).collect::<Vec<_>>());

@@ -30,7 +30,20 @@ fn e2e_events_name_the_target_the_type_and_the_heavy_source() {
     let (r, e, h) = (rules.to_string_lossy(), events.to_string_lossy(), hook.to_string_lossy());
     let on_event = format!("cat >> {h}");
     let mut lab = Lab::new(Middle::Open, None);
-    lab.start_scrubber_with(&["--rules", &r, "--events", &e, "--on-event", &on_event]);
+    let samples = dir.join("samples");
+    let sd = samples.to_string_lossy().into_owned();
+    lab.start_scrubber_with(&[
+        "--rules",
+        &r,
+        "--events",
+        &e,
+        "--on-event",
+        &on_event,
+        "--sample-dir",
+        &sd,
+        "--sample-rates",
+        "drop=500,pass=0,icmp=1",
+    ]);
     lab.wait_path(V6_80, Duration::from_secs(15));
 
     // Legitimate connections to api throughout.
@@ -111,5 +124,18 @@ fn e2e_events_name_the_target_the_type_and_the_heavy_source() {
     let hooked = std::fs::read_to_string(&hook).unwrap_or_default();
     assert_eq!(hooked.lines().count(), evs.len(), "{hooked}");
     assert!(c.ok > 0 && c.failed == 0, "legitimate connections to api: {c:?}");
+    // The sampled drops: pcapng that tcpdump reads, ACK-PSH from the spoofed sources.
+    let out = lab.stop_scrubber();
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&samples).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(!files.is_empty(), "no sample file: {out}");
+    let mut flood_samples = 0;
+    for f in &files {
+        let o = std::process::Command::new("tcpdump").args(["-nr"]).arg(f).output().unwrap();
+        assert!(o.status.success(), "tcpdump -r {}: {}", f.display(), String::from_utf8_lossy(&o.stderr));
+        flood_samples +=
+            String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("198.19.") && l.contains("[P.]")).count();
+    }
+    eprintln!("e2e: {} sample file(s), {flood_samples} sampled ACK-PSH flood frames (1 in 500 drops)", files.len());
+    assert!(flood_samples >= 100, "about 1 in 500 of ~150,000 drops");
     let _ = std::fs::remove_dir_all(&dir);
 }

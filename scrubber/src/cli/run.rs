@@ -112,6 +112,16 @@ pub struct RunArgs {
     /// give e.g. 198.18.1.1:9477 to let a Prometheus server on another host scrape it.
     #[arg(long, value_name = "ADDR|off", default_value = scrubber::control::metrics::DEFAULT_ADDR)]
     metrics: String,
+    /// Write sampled frames to rotating pcapng files in DIR (read them with tcpdump -r or
+    /// Wireshark; each packet's comment names its verdict).
+    #[arg(long, value_name = "DIR")]
+    sample_dir: Option<PathBuf>,
+    /// What --sample-dir samples, 1 in N per class (0: never): drop, pass, icmp.
+    #[arg(long, value_name = "SPEC", default_value = "drop=1000,pass=0,icmp=100", requires = "sample_dir")]
+    sample_rates: String,
+    /// Most bytes of sample files kept in --sample-dir (the oldest go first): 256M, 1G.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = super::parse_size, requires = "sample_dir")]
+    sample_cap: u64,
     #[command(flatten)]
     limit: super::FileLimit,
 }
@@ -181,6 +191,15 @@ pub fn run(a: RunArgs) -> Result<()> {
         take_over: a.take_over,
         events: a.events,
         on_event: a.on_event,
+        sample: match a.sample_dir {
+            Some(dir) => Some(scrubber::control::config::SampleConfig {
+                dir,
+                rates: scrubber::dataplane::sample::SampleRates::parse(&a.sample_rates)
+                    .map_err(|e| anyhow::anyhow!("--sample-rates {}: {e}", a.sample_rates))?,
+                cap: a.sample_cap,
+            }),
+            None => None,
+        },
         metrics: match a.metrics.as_str() {
             "off" | "none" => None,
             m => Some(

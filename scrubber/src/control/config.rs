@@ -263,6 +263,19 @@ pub struct RunRequest {
     pub on_event: Option<String>,
     /// `--metrics ADDR` (`None`: off).
     pub metrics: Option<std::net::SocketAddr>,
+    /// `--sample-dir` and its settings.
+    pub sample: Option<SampleConfig>,
+}
+
+/// `--sample-dir DIR [--sample-rates …] [--sample-cap SIZE]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleConfig {
+    /// Where the pcapng files go.
+    pub dir: PathBuf,
+    /// 1 in N per class.
+    pub rates: crate::dataplane::sample::SampleRates,
+    /// Bytes of sample files kept at most.
+    pub cap: u64,
 }
 
 impl RunRequest {
@@ -293,6 +306,7 @@ impl RunRequest {
             events: None,
             on_event: None,
             metrics: None,
+            sample: None,
         }
     }
 }
@@ -344,6 +358,8 @@ pub struct RunConfig {
     pub on_event: Option<String>,
     /// `--metrics ADDR` (`None`: off).
     pub metrics: Option<std::net::SocketAddr>,
+    /// `--sample-dir` and its settings.
+    pub sample: Option<SampleConfig>,
 }
 
 impl RunConfig {
@@ -398,6 +414,7 @@ impl RunConfig {
             events: req.events,
             on_event: req.on_event,
             metrics: req.metrics,
+            sample: req.sample,
         })
     }
 

@@ -119,6 +119,7 @@ pub fn render(snap: &Snapshot) -> String {
     b.group("reload", &[(Vec::new(), &snap.reload)]);
     b.group("links", &[(Vec::new(), &snap.links)]);
     b.group("events", &[(Vec::new(), &snap.events)]);
+    b.group("samples", &[(Vec::new(), &snap.samples)]);
     // Attack state and top sources per target (targets as the first worker lists them).
     if let Some(first) = workers.first() {
         let attacked = first
@@ -262,6 +263,7 @@ mod tests {
             links: Default::default(),
             events: Default::default(),
             under_attack: vec!["svc3".into()],
+            samples: Default::default(),
             workers,
         };
         let t = std::time::Instant::now();
@@ -294,6 +296,7 @@ mod tests {
             links: Default::default(),
             events: Default::default(),
             under_attack: vec![],
+            samples: Default::default(),
             workers: vec![w],
         };
         let text = render(&snap);

@@ -22,6 +22,7 @@ pub mod links;
 pub mod metrics;
 pub mod preflight;
 pub mod reload;
+pub mod samples;
 pub mod secret;
 pub mod signals;
 pub mod state;

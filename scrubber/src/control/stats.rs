@@ -71,6 +71,7 @@ pub fn render(cur: &Snapshot, prev: Option<&Snapshot>) -> String {
     render_group(&mut o, &cur.reload, prev.zip(dt).map(|(p, secs)| Since { prev: &p.reload, secs }));
     render_group(&mut o, &cur.links, prev.zip(dt).map(|(p, secs)| Since { prev: &p.links, secs }));
     render_group(&mut o, &cur.events, prev.zip(dt).map(|(p, secs)| Since { prev: &p.events, secs }));
+    render_group(&mut o, &cur.samples, prev.zip(dt).map(|(p, secs)| Since { prev: &p.samples, secs }));
     let _ = writeln!(
         o,
         "under attack: {}",
@@ -142,6 +143,7 @@ mod tests {
             links: Default::default(),
             events: Default::default(),
             under_attack: Vec::new(),
+            samples: Default::default(),
             workers: vec![w],
         }
     }

@@ -78,6 +78,9 @@ pub enum RunError {
     /// A worker could not start.
     #[error("{0}")]
     WorkerStart(String),
+    /// The sample directory cannot be used.
+    #[error(transparent)]
+    Samples(#[from] super::samples::SampleDirError),
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] super::metrics::MetricsError),
@@ -293,8 +296,32 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         }
         None => None,
     };
+    // Sampled frames: one queue per worker, drained by the writer thread.
+    let sample_queues = cfg.sample.as_ref().map(|_| {
+        Arc::new(
+            (0..workers)
+                .map(|_| crossbeam::queue::ArrayQueue::new(crate::dataplane::sample::QUEUE))
+                .collect::<Vec<_>>(),
+        )
+    });
+    let sample_writer = match (&cfg.sample, &sample_queues) {
+        (Some(s), Some(q)) => {
+            let w = super::samples::SampleWriter::start(&s.dir, s.cap, Arc::clone(q))?;
+            eprintln!(
+                "scrubber: sampling 1 in {} drops, 1 in {} passes, 1 in {} ICMP to {} (at most {} MiB)",
+                s.rates.drop,
+                s.rates.pass,
+                s.rates.icmp,
+                s.dir.display(),
+                s.cap >> 20
+            );
+            Some(w)
+        }
+        _ => None,
+    };
     let parts = engines.into_iter().zip(inboxes).collect();
-    let mut dp = Some(start_dataplane(&cfg, parts, &publishers, queues, int_queues).map_err(|(e, _)| e)?);
+    let mut dp =
+        Some(start_dataplane(&cfg, parts, &publishers, queues, int_queues, sample_queues.clone()).map_err(|(e, _)| e)?);
     let modes = dp.as_ref().map(|d| d.modes.clone()).unwrap_or_default();
     // Fail-open or fail-closed, now that the programs take every frame.
     match cfg.on_exit.apply(&cfg.ext, &cfg.int) {
@@ -433,7 +460,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             let parts = parked.take().unwrap_or_default();
             let q = (scrubber_xsk::rx_queue_count(&cfg.ext), scrubber_xsk::rx_queue_count(&cfg.int));
             let res = match q {
-                (Ok(qe), Ok(qi)) => start_dataplane(&cfg, parts, &publishers, qe, qi),
+                (Ok(qe), Ok(qi)) => start_dataplane(&cfg, parts, &publishers, qe, qi, sample_queues.clone()),
                 (Err(e), _) | (_, Err(e)) => Err((RunError::from(e), parts)),
             };
             match res {
@@ -468,6 +495,9 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             let attacked =
                 detector.under_attack().into_iter().filter_map(|i| readings.get(i).map(|r| r.label.clone())).collect();
             server.set_events(sink.stats(), attacked);
+            if let Some(w) = &sample_writer {
+                server.set_samples(w.stats());
+            }
         }
         if signals.take_reload() {
             let _ = hup_tx.send(());
@@ -578,6 +608,7 @@ fn start_dataplane(
     publishers: &[Publisher],
     queues: u32,
     int_queues: u32,
+    samples: Option<Arc<Vec<crossbeam::queue::ArrayQueue<crate::dataplane::sample::Sample>>>>,
 ) -> Result<Dataplane, (RunError, Vec<(Engine, PolicyInbox)>)> {
     let workers = parts.len();
     let progs = XdpProgram::attach(&cfg.ext, queues, cfg.attach, cfg.fallback)
@@ -587,7 +618,10 @@ fn start_dataplane(
         Err(e) => return Err((e.into(), parts)),
     };
     let shared = match Shared::new(workers, [Arc::new(ext_prog), Arc::new(int_prog)]) {
-        Ok(s) => Arc::new(s),
+        Ok(mut s) => {
+            s.samples = samples;
+            Arc::new(s)
+        }
         Err(e) => return Err((RunError::Thread(e), parts)),
     };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -601,7 +635,14 @@ fn start_dataplane(
         }
         let mut xsk = cfg.xsk.clone();
         xsk.queue = i as u32;
-        let setup = WorkerSetup { index: i, core: Some(cfg.cores[i]), xsk, poll: cfg.poll, idle_spin: cfg.idle_spin };
+        let setup = WorkerSetup {
+            index: i,
+            core: Some(cfg.cores[i]),
+            xsk,
+            poll: cfg.poll,
+            idle_spin: cfg.idle_spin,
+            sample: cfg.sample.as_ref().map(|s| s.rates),
+        };
         let shared = dp.shared.clone();
         let ready = ready_tx.clone();
         // The engine and inbox travel in a slot the thread takes them from, so that a failed

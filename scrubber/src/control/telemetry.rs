@@ -94,6 +94,9 @@ pub struct Snapshot {
     /// Targets under attack now.
     #[serde(default)]
     pub under_attack: Vec<String>,
+    /// Sampled frames written (`--sample-dir`).
+    #[serde(default)]
+    pub samples: super::samples::SampleStats,
     /// One entry per worker, in worker order.
     pub workers: Vec<WorkerStats>,
 }
@@ -228,14 +231,25 @@ impl ServerInfo {
 #[derive(Debug)]
 struct Shared {
     publishers: Vec<Publisher>,
-    policy: Mutex<(String, ReloadStats, LinkStats, super::events::EventStats, Vec<String>)>,
+    policy: Mutex<Extra>,
     started_unix: u64,
     started_mono: Instant,
     pid: u32,
 }
 
+/// What the control loop sets beside the workers' statistics.
+#[derive(Clone, Debug, Default)]
+struct Extra {
+    policy: String,
+    reload: ReloadStats,
+    links: LinkStats,
+    events: super::events::EventStats,
+    under_attack: Vec<String>,
+    samples: super::samples::SampleStats,
+}
+
 impl Shared {
-    fn policy(&self) -> (String, ReloadStats, LinkStats, super::events::EventStats, Vec<String>) {
+    fn policy(&self) -> Extra {
         self.policy.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -246,11 +260,12 @@ impl Shared {
             pid: self.pid,
             started_unix: self.started_unix,
             uptime_secs: (uptime.as_millis() as f64) / 1000.0,
-            policy: self.policy().0,
-            reload: self.policy().1,
-            links: self.policy().2,
-            events: self.policy().3,
-            under_attack: self.policy().4,
+            policy: self.policy().policy,
+            reload: self.policy().reload,
+            links: self.policy().links,
+            events: self.policy().events,
+            under_attack: self.policy().under_attack,
+            samples: self.policy().samples,
             workers: self.publishers.iter().map(Publisher::read).collect(),
         }
     }
@@ -298,13 +313,7 @@ impl StatsServer {
 
         let shared = Arc::new(Shared {
             publishers,
-            policy: Mutex::new((
-                info.policy,
-                ReloadStats::default(),
-                LinkStats::default(),
-                Default::default(),
-                Vec::new(),
-            )),
+            policy: Mutex::new(Extra { policy: info.policy, ..Extra::default() }),
             started_unix: info.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             started_mono: info.started_mono,
             pid: std::process::id(),
@@ -328,24 +337,29 @@ impl StatsServer {
 
     /// Replace the policy description (call after a reload, e.g. `"web.rules generation 4"`).
     pub fn set_policy(&self, policy: impl Into<String>) {
-        self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).0 = policy.into();
+        self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).policy = policy.into();
     }
 
     /// Replace the event counters and the targets under attack.
     pub fn set_events(&self, events: super::events::EventStats, under_attack: Vec<String>) {
         let mut g = self.shared.policy.lock().unwrap_or_else(|e| e.into_inner());
-        g.3 = events;
-        g.4 = under_attack;
+        g.events = events;
+        g.under_attack = under_attack;
+    }
+
+    /// Replace the sampling counters.
+    pub fn set_samples(&self, samples: super::samples::SampleStats) {
+        self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).samples = samples;
     }
 
     /// Replace the link counters.
     pub fn set_links(&self, links: LinkStats) {
-        self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).2 = links;
+        self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).links = links;
     }
 
     /// Replace the reload counters.
     pub fn set_reload(&self, reload: ReloadStats) {
-        self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).1 = reload;
+        self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).reload = reload;
     }
 
     /// The snapshot a reader would get now.
@@ -494,6 +508,7 @@ mod tests {
             links: LinkStats::default(),
             events: Default::default(),
             under_attack: Vec::new(),
+            samples: Default::default(),
             workers: vec![worker(0, 1), worker(1, 3)],
         };
         let t = s.total();
@@ -525,6 +540,7 @@ mod tests {
             links: LinkStats::default(),
             events: Default::default(),
             under_attack: Vec::new(),
+            samples: Default::default(),
             workers: vec![worker(0, 2)],
         };
         let json = serde_json::to_vec(&s).unwrap();

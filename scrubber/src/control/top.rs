@@ -199,6 +199,7 @@ mod tests {
             links: Default::default(),
             events: Default::default(),
             under_attack: attacked,
+            samples: Default::default(),
             workers: vec![w.clone()],
         };
         let prev = mk(&w, 10.0, vec![]);

@@ -26,6 +26,7 @@
 pub mod clock;
 pub mod handoff;
 pub mod inbox;
+pub mod sample;
 pub mod stats;
 pub mod worker;
 

@@ -44,6 +44,10 @@ crate::counters! {
         /// Frames that could not be handed over (the owner's queue was full, or the frame too
         /// large): dropped.
         counter "hand-offs" handoff_dropped,
+        /// Frames copied for `--sample-dir`.
+        counter "samples" samples_taken,
+        /// Samples lost because the worker's sample queue was full (the frames were not).
+        counter "samples" samples_dropped,
     }
 }
 

@@ -9,6 +9,7 @@ use scrubber_xsk::{Desc, Side, SocketPair, SocketPairConfig, Waker, XdpProgram};
 
 use super::handoff::{flow_owner, hand_off, HandedOff, Handoff, HANDOFF_QUEUE};
 use super::inbox::PolicyInbox;
+use super::sample::{push, Sample, Sampler};
 use super::stats::{Publisher, RingStats};
 use super::{now_ns, Poll, BATCH};
 
@@ -30,6 +31,8 @@ pub struct Shared {
     pub wakers: Vec<Waker>,
     /// The redirect programs on ext and int.
     pub programs: [Arc<XdpProgram>; 2],
+    /// One sample queue per worker (`--sample-dir`), drained by `control::samples`.
+    pub samples: Option<Arc<Vec<ArrayQueue<super::sample::Sample>>>>,
 }
 
 impl Shared {
@@ -40,6 +43,7 @@ impl Shared {
             handoff: (0..workers).map(|_| ArrayQueue::new(HANDOFF_QUEUE)).collect(),
             wakers: (0..workers).map(|_| Waker::new()).collect::<std::io::Result<_>>()?,
             programs,
+            samples: None,
         })
     }
 }
@@ -57,6 +61,8 @@ pub struct WorkerSetup {
     pub poll: Poll,
     /// How long to keep polling after the last frame before sleeping (`Block`, `Busy`).
     pub idle_spin: Duration,
+    /// `--sample-dir`: what to sample (the queues are in [`Shared::samples`]).
+    pub sample: Option<super::sample::SampleRates>,
 }
 
 /// Per-batch output lists, preallocated: what to transmit on each side (forwards out the
@@ -159,6 +165,10 @@ pub fn worker_main(
 
     let n = shared.handoff.len();
     let me = setup.index;
+    let mut sampling: Option<(Sampler, &ArrayQueue<Sample>)> = match (setup.sample, shared.samples.as_ref()) {
+        (Some(r), Some(qs)) => qs.get(me).map(|q| (Sampler::new(r), q)),
+        _ => None,
+    };
     let mut rx = [Desc::default(); BATCH];
     let mut own = [Desc::default(); BATCH];
     let mut out = Out::new();
@@ -224,7 +234,17 @@ pub fn worker_main(
                 }
             }
             let dirs = [dir; BATCH];
-            judge_batch(&mut w, &mut engine, now, &dirs[..m], &mut own[..m], &mut extras, &mut out, &mut ls);
+            judge_batch(
+                &mut w,
+                &mut engine,
+                now,
+                &dirs[..m],
+                &mut own[..m],
+                &mut extras,
+                &mut out,
+                &mut ls,
+                &mut sampling,
+            );
             flush(&mut w, &mut out, &mut ls);
         }
         // Frames other workers handed to us, copied into frames of our UMEM, judged as a batch.
@@ -254,7 +274,17 @@ pub fn worker_main(
                 m += 1;
             }
             if m > 0 {
-                judge_batch(&mut w, &mut engine, now, &dirs[..m], &mut own[..m], &mut extras, &mut out, &mut ls);
+                judge_batch(
+                    &mut w,
+                    &mut engine,
+                    now,
+                    &dirs[..m],
+                    &mut own[..m],
+                    &mut extras,
+                    &mut out,
+                    &mut ls,
+                    &mut sampling,
+                );
                 flush(&mut w, &mut out, &mut ls);
             }
         }
@@ -311,6 +341,7 @@ fn judge_batch(
     extras: &mut Extras,
     out: &mut Out,
     ls: &mut RingStats,
+    sampling: &mut Option<(Sampler, &ArrayQueue<Sample>)>,
 ) {
     let m = descs.len().min(BATCH).min(dirs.len());
     let mut verdicts = [Verdict::Drop(DropReason::NoBufferRoom); BATCH];
@@ -340,6 +371,17 @@ fn judge_batch(
             Direction::Inbound => Side::Ext,
             Direction::Outbound => Side::Int,
         };
+        if let Some((s, q)) = sampling.as_mut() {
+            if let Some(f) = w.frame(&d) {
+                if s.want(f, verdicts[k]) {
+                    if push(q, now, side == Side::Int, verdicts[k], f) {
+                        ls.samples_taken += 1;
+                    } else {
+                        ls.samples_dropped += 1;
+                    }
+                }
+            }
+        }
         match verdicts[k] {
             Verdict::Forward => out.send(side.other(), d),
             Verdict::Reply => out.send(side, d),

@@ -188,8 +188,11 @@ impl TopSources {
     }
 
     /// The last complete second's sources with estimated frames per second, largest first.
+    /// When the last second had no sample (traffic that began within the current second), the
+    /// current second so far (an underestimate of its rates, but the right sources).
     pub fn per_second(&self) -> Vec<(IpAddr, u64)> {
-        self.last.top().into_iter().map(|(a, n)| (a, n * u64::from(SAMPLE_EVERY))).collect()
+        let s = if self.last.is_empty() { &self.cur } else { &self.last };
+        s.top().into_iter().map(|(a, n)| (a, n * u64::from(SAMPLE_EVERY))).collect()
     }
 }
 
