@@ -431,7 +431,7 @@ impl<'t> Middle<'t> {
                 c.args(extra);
                 c.arg("--socket").arg(&sock);
                 let mut pr = Watched::spawn("scrubber run", c, false)?;
-                pr.wait_line(stop, Duration::from_secs(30), |l| l.starts_with("scrubber: running"))?;
+                pr.wait_line(stop, Duration::from_secs(30), |l| l.contains("running: ext "))?;
                 m.proc = Some(pr);
                 m.socket = Some(sock);
             }

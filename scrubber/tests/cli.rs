@@ -735,7 +735,7 @@ fn replay_events_of_the_sample_are_golden() {
     let o =
         run(&["replay", p(&sample()), "--rules", p(&repo().join("samples/sample-events.rules")), "--events", p(&out)]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("scrubber: attack started on web: ack-psh flood"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("attack started on web: ack-psh flood"), "{}", stderr(&o));
     let got = std::fs::read_to_string(&out).unwrap();
     let golden = repo().join("samples/sample.events.jsonl");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {

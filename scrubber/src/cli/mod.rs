@@ -96,6 +96,7 @@ pub fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
         }
     };
+    init_logging();
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -106,6 +107,20 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs (`tracing`) to stderr: level from `SCRUBBER_LOG` (e.g. `debug`, `warn`; default
+/// `info`), colours only on a terminal, no timestamps under systemd (journald adds its own).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCRUBBER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() { b.without_time().try_init() } else { b.try_init() };
 }
 
 fn dispatch(cli: Cli) -> Result<()> {

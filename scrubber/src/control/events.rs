@@ -83,7 +83,7 @@ impl EventSink {
                         if let Err(e) = run_hook(&c, &json) {
                             failures.fetch_add(1, Ordering::Relaxed);
                             if !warned {
-                                eprintln!("warning: --on-event `{c}`: {e} (further failures are only counted)");
+                                tracing::warn!("--on-event `{c}`: {e} (further failures are only counted)");
                                 warned = true;
                             }
                         }
@@ -94,7 +94,7 @@ impl EventSink {
         let hook = match hook {
             Some(Ok(tx)) => Some(tx),
             Some(Err(e)) => {
-                eprintln!("warning: --on-event: cannot start its thread: {e}");
+                tracing::warn!("--on-event: cannot start its thread: {e}");
                 None
             }
             None => None,
@@ -124,22 +124,25 @@ impl EventSink {
                     crate::engine::detect::EventKind::Update => "goes on",
                     crate::engine::detect::EventKind::Stop => "is over",
                 };
-                eprintln!(
-                    "scrubber: attack {kind} on {}: {types}; peak {} pps {} bps; dropped {} forwarded {}; top sources: {}",
-                    e.target,
-                    e.peak_pps,
-                    e.peak_bps,
-                    e.dropped,
-                    e.forwarded,
-                    if top.is_empty() { "-".to_string() } else { top.join(", ") }
+                let top = if top.is_empty() { "-".to_string() } else { top.join(", ") };
+                tracing::warn!(
+                    service = %e.target,
+                    types = %types,
+                    peak_pps = e.peak_pps,
+                    peak_bps = e.peak_bps,
+                    dropped = e.dropped,
+                    forwarded = e.forwarded,
+                    top_sources = %top,
+                    "attack {kind} on {}: {types}",
+                    e.target
                 );
             }
             if let Some((path, f)) = self.file.as_mut() {
                 if let Err(err) = writeln!(f, "{json}").and_then(|()| f.flush()) {
                     self.stats.events_write_failures += 1;
                     if !self.warned_write {
-                        eprintln!(
-                            "warning: --events {}: {err} (events are still logged; further failures only counted)",
+                        tracing::warn!(
+                            "--events {}: {err} (events are still logged; further failures only counted)",
                             path.display()
                         );
                         self.warned_write = true;
@@ -152,8 +155,8 @@ impl EventSink {
                     Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                         self.stats.hook_dropped += 1;
                         if !self.warned_hook {
-                            eprintln!(
-                                "warning: --on-event: the command is not keeping up; events dropped for it are counted"
+                            tracing::warn!(
+                                "--on-event: the command is not keeping up; events dropped for it are counted"
                             );
                             self.warned_hook = true;
                         }

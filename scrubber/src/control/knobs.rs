@@ -309,7 +309,7 @@ impl Knobs {
                 if let Some(p) = cfg.napi_thread_priority {
                     if t.policy != 1 || t.rt_priority != u32::from(p) {
                         set_sched(t.pid, 1, u32::from(p))?;
-                        eprintln!(
+                        tracing::info!(
                             "knobs: {} (pid {}): {} {} -> SCHED_FIFO {p}",
                             t.comm,
                             t.pid,
@@ -328,7 +328,7 @@ impl Knobs {
                     let cpu = cfg.napi_thread_cpus[i % cfg.napi_thread_cpus.len()].to_string();
                     if t.cpus != cpu {
                         set_affinity(t.pid, &cpu)?;
-                        eprintln!("knobs: {} (pid {}): cpus {} -> {cpu}", t.comm, t.pid, t.cpus);
+                        tracing::info!("knobs: {} (pid {}): cpus {} -> {cpu}", t.comm, t.pid, t.cpus);
                         self.changes.push(Change::Affinity { pid: t.pid, comm: t.comm.clone(), cpus: t.cpus.clone() });
                     }
                 }
@@ -351,7 +351,7 @@ impl Knobs {
             source,
         })?;
         let what = format!("{ifname}: {}", path.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
-        eprintln!("knobs: {what} {previous} -> {value}");
+        tracing::info!("knobs: {what} {previous} -> {value}");
         self.changes.push(Change::Sysfs { path: path.to_path_buf(), what, previous });
         Ok(())
     }
@@ -370,25 +370,26 @@ impl Knobs {
         while let Some(c) = self.changes.pop() {
             let r = match &c {
                 Change::Sysfs { path, what, previous } => std::fs::write(path, previous)
-                    .map(|()| eprintln!("knobs: {what} restored to {previous}"))
+                    .map(|()| tracing::info!("knobs: {what} restored to {previous}"))
                     .map_err(|source| KnobError::Write { path: path.clone(), value: previous.clone(), source }),
                 Change::Sched { pid, comm, policy, rt_priority } => {
                     if !self.same_thread(*pid, comm) {
                         continue;
                     }
                     set_sched(*pid, *policy, *rt_priority).map(|()| {
-                        eprintln!("knobs: {comm} (pid {pid}) restored to {} {rt_priority}", policy_name(*policy))
+                        tracing::info!("knobs: {comm} (pid {pid}) restored to {} {rt_priority}", policy_name(*policy))
                     })
                 }
                 Change::Affinity { pid, comm, cpus } => {
                     if !self.same_thread(*pid, comm) {
                         continue;
                     }
-                    set_affinity(*pid, cpus).map(|()| eprintln!("knobs: {comm} (pid {pid}) cpus restored to {cpus}"))
+                    set_affinity(*pid, cpus)
+                        .map(|()| tracing::info!("knobs: {comm} (pid {pid}) cpus restored to {cpus}"))
                 }
             };
             if let Err(e) = r {
-                eprintln!("knobs: could not restore: {e}");
+                tracing::warn!("knobs: could not restore: {e}");
                 first.get_or_insert(e);
             }
         }

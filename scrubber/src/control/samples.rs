@@ -144,7 +144,9 @@ impl SampleWriter {
                     for q in queues.iter() {
                         while let Some(s) = q.pop() {
                             any = true;
-                            if cur.as_ref().is_some_and(|c| c.bytes >= ROTATE_BYTES || c.opened.elapsed() >= Duration::from_secs(ROTATE_SECS)) {
+                            if cur.as_ref().is_some_and(|c| {
+                                c.bytes >= ROTATE_BYTES || c.opened.elapsed() >= Duration::from_secs(ROTATE_SECS)
+                            }) {
                                 cur = None; // closes (flushes) the file
                                 enforce_cap(&dir, cap, &st2);
                             }
@@ -157,7 +159,10 @@ impl SampleWriter {
                                     }
                                     Err(e) => {
                                         if !warned {
-                                            eprintln!("warning: --sample-dir {}: {e}; samples are counted as lost until writing works", dir.display());
+                                            tracing::warn!(
+                                                "--sample-dir {}: {e}; samples are counted as lost until writing works",
+                                                dir.display()
+                                            );
                                             warned = true;
                                         }
                                         st2.lock().unwrap_or_else(|e| e.into_inner()).sample_write_failures += 1;
@@ -180,7 +185,10 @@ impl SampleWriter {
                                 }
                                 Err(e) => {
                                     if !warned {
-                                        eprintln!("warning: --sample-dir {}: {e}; samples are counted as lost until writing works", dir.display());
+                                        tracing::warn!(
+                                            "--sample-dir {}: {e}; samples are counted as lost until writing works",
+                                            dir.display()
+                                        );
                                         warned = true;
                                     }
                                     st2.lock().unwrap_or_else(|e| e.into_inner()).sample_write_failures += 1;

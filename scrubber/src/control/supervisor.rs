@@ -212,7 +212,7 @@ impl RunSummary {
 /// Run the data plane until SIGINT/SIGTERM. Progress and reloads are reported on stderr.
 pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     for w in &cfg.warnings {
-        eprintln!("{w}");
+        tracing::warn!("{w}");
     }
     let workers = cfg.workers();
     // Checks before touching anything.
@@ -232,7 +232,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     )
     .map_err(RunError::Preflight)?;
     for w in &report.warnings {
-        eprintln!("warning: {w}");
+        tracing::warn!("{w}");
     }
     // The links' MTUs: larger frames are answered with ICMP too-big, and cookie SYN-ACKs never
     // promise clients more than the int link carries.
@@ -256,19 +256,19 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         let t = Instant::now();
         let saved = handover::take_over(&handover::handover_path(&cfg.socket), Duration::from_secs(60))?;
         let rep = saved.restore(&mut engines, dataplane::now_ns());
-        eprintln!("scrubber: took over from the running scrubber: {rep}");
+        tracing::info!("took over from the running scrubber: {rep}");
         took_over = Some(t);
     } else if let Some(path) = &cfg.state {
         match Saved::read(path) {
             Ok(Some(saved)) => {
                 let rep = saved.restore(&mut engines, dataplane::now_ns());
-                eprintln!("scrubber: state {}: {rep}", path.display());
+                tracing::info!("state {}: {rep}", path.display());
                 state_loaded = true;
             }
             Ok(None) => {
-                eprintln!("scrubber: state {}: no file yet, starting with empty session tables", path.display())
+                tracing::info!("state {}: no file yet, starting with empty session tables", path.display())
             }
-            Err(e) => eprintln!("warning: {e}"),
+            Err(e) => tracing::warn!("{e}"),
         }
     }
     let targets: Vec<String> = engines[0].counters().per_target.iter().map(|t| t.label.clone()).collect();
@@ -291,7 +291,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     let metrics = match cfg.metrics {
         Some(a) => {
             let m = MetricsServer::start(a, Arc::clone(&server))?;
-            eprintln!("scrubber: metrics at http://{}/metrics", m.addr());
+            tracing::info!("metrics at http://{}/metrics", m.addr());
             Some(m)
         }
         None => None,
@@ -307,8 +307,8 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     let sample_writer = match (&cfg.sample, &sample_queues) {
         (Some(s), Some(q)) => {
             let w = super::samples::SampleWriter::start(&s.dir, s.cap, Arc::clone(q))?;
-            eprintln!(
-                "scrubber: sampling 1 in {} drops, 1 in {} passes, 1 in {} ICMP to {} (at most {} MiB)",
+            tracing::info!(
+                "sampling 1 in {} drops, 1 in {} passes, 1 in {} ICMP to {} (at most {} MiB)",
                 s.rates.drop,
                 s.rates.pass,
                 s.rates.icmp,
@@ -325,7 +325,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     let modes = dp.as_ref().map(|d| d.modes.clone()).unwrap_or_default();
     // Fail-open or fail-closed, now that the programs take every frame.
     match cfg.on_exit.apply(&cfg.ext, &cfg.int) {
-        Ok(said) => said.iter().for_each(|l| eprintln!("scrubber: {l}")),
+        Ok(said) => said.iter().for_each(|l| tracing::info!("{l}")),
         Err(e) => {
             if let Some(d) = dp.take() {
                 stop_dataplane(d);
@@ -334,15 +334,12 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         }
     }
     if let Some(t) = took_over {
-        eprintln!(
-            "scrubber: hand-over complete: {} ms from the request to attached and running",
-            t.elapsed().as_millis()
-        );
+        tracing::info!("hand-over complete: {} ms from the request to attached and running", t.elapsed().as_millis());
     }
     let handover_listener = match handover::HandoverListener::bind(&handover::handover_path(&cfg.socket)) {
         Ok(l) => Some(l),
         Err(e) => {
-            eprintln!("warning: {e}; `scrubber run --take-over` will not find this scrubber");
+            tracing::warn!("{e}; `scrubber run --take-over` will not find this scrubber");
             None
         }
     };
@@ -350,7 +347,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         // In the tables now: a crash from here on must not restore these sessions again.
         if let Some(path) = &cfg.state {
             if let Err(e) = std::fs::remove_file(path) {
-                eprintln!("warning: state {}: cannot remove the loaded file: {e}", path.display());
+                tracing::warn!("state {}: cannot remove the loaded file: {e}", path.display());
             }
         }
     }
@@ -374,10 +371,9 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         None
     };
     for (i, (e, n)) in modes.iter().enumerate() {
-        eprintln!("scrubber: worker {i} on core {} serves queue {i}: {} {e}, {} {n}", cfg.cores[i], cfg.ext, cfg.int);
+        tracing::info!("worker {i} on core {} serves queue {i}: {} {e}, {} {n}", cfg.cores[i], cfg.ext, cfg.int);
     }
-    eprintln!(
-        "scrubber: running: ext {} int {} ({} XDP, fallback {:?}), {workers} worker(s), poll {}, policy {policy_desc}; stats: scrubber stats --socket {}",
+    tracing::info!("running: ext {} int {} ({} XDP, fallback {:?}), {workers} worker(s), poll {}, policy {policy_desc}; stats: scrubber stats --socket {}",
         cfg.ext,
         cfg.int,
         cfg.attach,
@@ -437,22 +433,20 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         for ev in links.poll() {
             match ev {
                 LinkEvent::Down(i) => {
-                    eprintln!("scrubber: link {i} is down: frames to it are lost until it comes back")
+                    tracing::info!("link {i} is down: frames to it are lost until it comes back")
                 }
-                LinkEvent::Up(i) => eprintln!("scrubber: link {i} is up again"),
+                LinkEvent::Up(i) => tracing::info!("link {i} is up again"),
                 LinkEvent::Gone(i) => {
-                    eprintln!(
-                        "scrubber: interface {i} disappeared: the data plane stops (sessions kept) until it returns"
-                    );
+                    tracing::info!("interface {i} disappeared: the data plane stops (sessions kept) until it returns");
                     if let Some(d) = dp.take() {
                         let (parts, p) = stop_dataplane(d);
                         for x in p {
-                            eprintln!("scrubber: stopping the data plane on a vanished interface: {x}");
+                            tracing::info!("stopping the data plane on a vanished interface: {x}");
                         }
                         parked = Some(parts);
                     }
                 }
-                LinkEvent::Returned(i) => eprintln!("scrubber: interface {i} is back: rebuilding the data plane"),
+                LinkEvent::Returned(i) => tracing::info!("interface {i} is back: rebuilding the data plane"),
             }
         }
         if parked.is_some() && links.both_present() && last_try.elapsed() >= Duration::from_secs(1) {
@@ -466,19 +460,20 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             match res {
                 Ok(d) => {
                     links.rebuilt();
-                    eprintln!(
-                        "scrubber: data plane rebuilt on {} and {}: {workers} worker(s), sessions kept",
-                        cfg.ext, cfg.int
+                    tracing::info!(
+                        "data plane rebuilt on {} and {}: {workers} worker(s), sessions kept",
+                        cfg.ext,
+                        cfg.int
                     );
                     dp = Some(d);
                     // A re-created interface is in no bypass bridge yet.
                     match cfg.on_exit.apply(&cfg.ext, &cfg.int) {
-                        Ok(said) => said.iter().for_each(|l| eprintln!("scrubber: {l}")),
-                        Err(e) => eprintln!("warning: {e}"),
+                        Ok(said) => said.iter().for_each(|l| tracing::info!("{l}")),
+                        Err(e) => tracing::warn!("{e}"),
                     }
                 }
                 Err((e, parts)) => {
-                    eprintln!("scrubber: cannot rebuild the data plane yet ({e}); trying again in 1 s");
+                    tracing::info!("cannot rebuild the data plane yet ({e}); trying again in 1 s");
                     parked = Some(parts);
                 }
             }
@@ -504,7 +499,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         }
         let mut events = Vec::new();
         if let Some(s) = handover_listener.as_ref().and_then(|l| l.poll()) {
-            eprintln!("scrubber: a new scrubber takes over: handing the sessions over");
+            tracing::info!("a new scrubber takes over: handing the sessions over");
             handing_over = Some(s);
             events.push(Event::StopRequested);
         } else if signals.stop_requested() {
@@ -521,22 +516,22 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         for ev in events {
             match ev {
                 Event::Reloaded { why, policy } => {
-                    eprintln!("scrubber: reload ({why}): policy {policy} installed in {workers} worker(s)");
+                    tracing::info!("reload ({why}): policy {policy} installed in {workers} worker(s)");
                     server.set_policy(policy);
                 }
                 Event::ReloadRefused { why, error } => {
-                    eprintln!("scrubber: reload ({why}) refused, running policy kept: {error}")
+                    tracing::info!("reload ({why}) refused, running policy kept: {error}")
                 }
                 Event::StopRequested => break 'control,
                 Event::WorkerDied => {
-                    eprintln!("scrubber: a worker stopped unexpectedly; shutting down");
+                    tracing::info!("a worker stopped unexpectedly; shutting down");
                     break 'control;
                 }
             }
         }
     }
 
-    eprintln!("scrubber: stopping: draining and detaching");
+    tracing::info!("stopping: draining and detaching");
     let stopped: Vec<(Engine, PolicyInbox)> = match dp.take() {
         Some(d) => {
             let (parts, p) = stop_dataplane(d);
@@ -555,12 +550,12 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         drop(metrics);
         drop(server);
         match handover::send_state(stream, &saved) {
-            Ok(()) => eprintln!("scrubber: {} session(s) handed over; exiting", saved.sessions()),
+            Ok(()) => tracing::info!("{} session(s) handed over; exiting", saved.sessions()),
             Err(e) => problems.push(format!("handing the sessions over: {e}")),
         }
         if let Some(k) = knobs.as_mut() {
             if let Err(e) = k.restore() {
-                eprintln!("warning: restoring kernel knobs: {e}");
+                tracing::warn!("restoring kernel knobs: {e}");
             }
         }
         return Ok(RunSummary { last, problems });
@@ -570,8 +565,8 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         let engines: Vec<&Engine> = stopped.iter().map(|(e, _)| e).collect();
         let saved = Saved::of(&engines, dataplane::now_ns() / 1_000_000);
         match saved.write(path) {
-            Ok(()) => eprintln!(
-                "scrubber: state {}: {} session(s) of {} worker(s) saved in {} ms",
+            Ok(()) => tracing::info!(
+                "state {}: {} session(s) of {} worker(s) saved in {} ms",
                 path.display(),
                 saved.sessions(),
                 engines.len(),
@@ -582,7 +577,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     }
     if let Some(k) = knobs.as_mut() {
         if let Err(e) = k.restore() {
-            eprintln!("warning: restoring kernel knobs: {e}");
+            tracing::warn!("restoring kernel knobs: {e}");
         }
     }
     let last = server.snapshot();
