@@ -745,5 +745,12 @@ fn replay_events_of_the_sample_are_golden() {
     let first: Value = serde_json::from_str(got.lines().next().unwrap()).unwrap();
     assert_eq!((first["event"].as_str(), first["target"].as_str()), (Some("start"), Some("web")));
     assert_eq!(first["types"][0], "ack-psh flood");
+    // Top talkers by passed traffic too: the legitimate clients (198.18.1.x), not the floods.
+    let o = run(&["replay", p(&sample()), "--rules", p(&repo().join("samples/sample-events.rules")), "--json"]);
+    let t = &json(&o)["counters"]["top_sources"][0];
+    let passed: Vec<&str> = t["passed"].as_array().unwrap().iter().filter_map(|s| s["src"].as_str()).collect();
+    assert!(!passed.is_empty() && passed.iter().all(|s| s.starts_with("198.18.1.")), "{passed:?}");
+    let dropped: Vec<&str> = t["sources"].as_array().unwrap().iter().filter_map(|s| s["src"].as_str()).collect();
+    assert!(dropped.iter().any(|s| s.starts_with("198.19.")), "{dropped:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

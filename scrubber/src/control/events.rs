@@ -121,7 +121,7 @@ impl EventSink {
                     e.top_sources.iter().take(3).map(|s| format!("{} {} pps", s.src, s.pps)).collect();
                 let kind = match e.event {
                     crate::engine::detect::EventKind::Start => "started",
-                    crate::engine::detect::EventKind::Update => "goes on",
+                    crate::engine::detect::EventKind::Update => "continues",
                     crate::engine::detect::EventKind::Stop => "is over",
                 };
                 let top = if top.is_empty() { "-".to_string() } else { top.join(", ") };

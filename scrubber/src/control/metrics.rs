@@ -134,14 +134,33 @@ pub fn render(snap: &Snapshot) -> String {
         );
         let counters: Vec<&crate::engine::counters::Counters> = workers.iter().map(|x| &x.counters).collect();
         let mut top = Vec::new();
+        let mut passed = Vec::new();
+        let mut global: Vec<Vec<(std::net::IpAddr, u64)>> = Vec::new();
         for r in crate::engine::detect::readings(&counters) {
-            for (rank, (src, pps)) in r.top.iter().take(TOP_N).enumerate() {
-                top.push((
-                    vec![("target", r.label.clone()), ("src", src.to_string()), ("rank", (rank + 1).to_string())],
-                    *pps,
-                ));
+            for (list, out) in [(&r.top, &mut top), (&r.top_passed, &mut passed)] {
+                for (rank, (src, pps)) in list.iter().take(TOP_N).enumerate() {
+                    out.push((
+                        vec![("target", r.label.clone()), ("src", src.to_string()), ("rank", (rank + 1).to_string())],
+                        *pps,
+                    ));
+                }
             }
+            global.push(r.top.clone());
         }
+        let global = crate::engine::detect::merge_top(&global, TOP_N);
+        b.gauge(
+            "top_source_pps_all_targets",
+            "Estimated frames per second of the top sources of attack-class traffic over all targets, last second.",
+            global
+                .iter()
+                .enumerate()
+                .map(|(rank, (src, pps))| (vec![("src", src.to_string()), ("rank", (rank + 1).to_string())], *pps)),
+        );
+        b.gauge(
+            "top_passed_source_pps",
+            "Estimated frames per second of the target's top sources of traffic that passed, last second.",
+            passed,
+        );
         b.gauge(
             "top_source_pps",
             "Estimated frames per second of the target's top sources of attack-class traffic in the last second.",

@@ -552,7 +552,8 @@ pub struct Counters {
     pub per_target: Vec<TargetCounters>,
     /// Per rule of the policy, in rule order.
     pub per_rule: Vec<RuleCounters>,
-    /// Top sources per target (same order as `per_target`).
+    /// Top sources per target, two per target (same order as `per_target`): at `2 i` of
+    /// attack-class traffic (dropped, or SYNs, UDP, ICMP), at `2 i + 1` of traffic that passed.
     pub top_sources: Vec<super::sources::TopSources>,
 }
 
@@ -596,7 +597,7 @@ impl Counters {
             tcp_flags_inbound: [0; 256],
             per_target: targets.iter().map(TargetCounters::new).collect(),
             per_rule: Vec::new(),
-            top_sources: vec![Default::default(); targets.len()],
+            top_sources: vec![Default::default(); 2 * targets.len()],
         }
     }
 
@@ -723,17 +724,25 @@ impl Serialize for Counters {
         m.serialize_entry("tcp_flags_inbound", &flags)?;
         m.serialize_entry("per_target", &self.per_target)?;
         m.serialize_entry("per_rule", &self.per_rule)?;
+        let list = |s: Option<&super::sources::TopSources>| -> Vec<serde_json::Value> {
+            s.map(|s| {
+                s.per_second()
+                    .into_iter()
+                    .map(|(a, pps)| serde_json::json!({"src": a.to_string(), "pps": pps}))
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
         let top: Vec<serde_json::Value> = self
             .per_target
             .iter()
-            .zip(&self.top_sources)
-            .map(|(t, s)| {
-                let src: Vec<serde_json::Value> = s
-                    .per_second()
-                    .into_iter()
-                    .map(|(a, pps)| serde_json::json!({"src": a.to_string(), "pps": pps}))
-                    .collect();
-                serde_json::json!({"target": t.label, "sources": src})
+            .enumerate()
+            .map(|(i, t)| {
+                serde_json::json!({
+                    "target": t.label,
+                    "sources": list(self.top_sources.get(2 * i)),
+                    "passed": list(self.top_sources.get(2 * i + 1)),
+                })
             })
             .collect();
         m.serialize_entry("top_sources", &top)?;

@@ -123,8 +123,11 @@ pub struct Reading {
     pub label: String,
     /// Its counters.
     pub counts: TargetCounts,
-    /// Its top sources in the last complete second, estimated frames per second.
+    /// Its top sources of attack-class traffic in the last complete second, estimated frames
+    /// per second.
     pub top: Vec<(IpAddr, u64)>,
+    /// Its top sources of traffic that passed, the same way.
+    pub top_passed: Vec<(IpAddr, u64)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -313,11 +316,18 @@ pub fn readings(workers: &[&super::counters::Counters]) -> Vec<Reading> {
                 if let Some(x) = w.per_target.get(i) {
                     counts.merge(&x.n);
                 }
-                if let Some(x) = w.top_sources.get(i) {
+                if let Some(x) = w.top_sources.get(2 * i) {
                     tops.push(x.per_second());
                 }
             }
-            Reading { label: t.label.clone(), counts, top: merge_top(&tops, TOP_K) }
+            let passed: Vec<Vec<(IpAddr, u64)>> =
+                workers.iter().filter_map(|w| w.top_sources.get(2 * i + 1).map(|x| x.per_second())).collect();
+            Reading {
+                label: t.label.clone(),
+                counts,
+                top: merge_top(&tops, TOP_K),
+                top_passed: merge_top(&passed, TOP_K),
+            }
         })
         .collect()
 }
@@ -335,7 +345,12 @@ mod tests {
             forwarded: legit,
             ..Default::default()
         };
-        Reading { label: label.into(), counts: c, top: vec![("198.19.7.1".parse().unwrap(), 9_000)] }
+        Reading {
+            label: label.into(),
+            counts: c,
+            top: vec![("198.19.7.1".parse().unwrap(), 9_000)],
+            top_passed: vec![],
+        }
     }
 
     #[test]

@@ -508,10 +508,9 @@ impl Engine {
         if let Some(c) = self.counters.per_target.get_mut(t) {
             c.add_class(class, d.ip_len() as u64);
         }
-        if class != counters::TrafficClass::Legit {
-            if let Some(s) = self.counters.top_sources.get_mut(t) {
-                s.frame(now, d.v6, &d.src);
-            }
+        let k = 2 * t + usize::from(class == counters::TrafficClass::Legit);
+        if let Some(s) = self.counters.top_sources.get_mut(k) {
+            s.frame(now, d.v6, &d.src);
         }
     }
 

@@ -280,7 +280,7 @@ impl Prepared {
         let pickup = window.then(|| {
             Box::new(crate::engine::tcp::pickup::PickupGate::new(o.rate_share, o.seed.rotate_left(7), o.now_ns))
         });
-        let top_sources = vec![Default::default(); per_target.len()];
+        let top_sources = vec![Default::default(); 2 * per_target.len()];
         Ok(Prepared { compiled, services, rules, per_target, per_rule, top_sources, pickup, cookie_key: None })
     }
 

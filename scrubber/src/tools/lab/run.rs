@@ -347,13 +347,26 @@ fn scrubber_line(ns: &str, exe: &str, socket: &std::path::Path, last: &mut Optio
                 .sum()
         })
     };
+    // Attack state and the top source of the first target with one (worker 0's view).
+    let attacked: Vec<String> = v
+        .get("under_attack")
+        .and_then(|a| a.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let top = v
+        .pointer("/workers/0/counters/top_sources")
+        .and_then(|t| t.as_array())
+        .and_then(|t| t.iter().find_map(|x| x.pointer("/sources/0")).cloned())
+        .map(|s| format!(" top {} {} pps", s["src"].as_str().unwrap_or("?"), s["pps"].as_u64().unwrap_or(0)))
+        .unwrap_or_default();
+    let attack = if attacked.is_empty() { String::new() } else { format!(" | ATTACK on {}{top}", attacked.join(",")) };
     let keys = ["forwarded_inbound", "dropped", "cookies_sent", "cookies_validated"];
     let now: Vec<u64> = keys.iter().map(|k| total(&v, k)).collect();
     let prev: Vec<u64> =
         last.as_ref().map(|p| keys.iter().map(|k| total(p, k)).collect()).unwrap_or_else(|| now.clone());
     *last = Some(v);
     format!(
-        " | scrubber: fwd in {} (+{}/s) dropped {} (+{}/s) cookies {} (+{}/s) valid {}",
+        " | scrubber: fwd in {} (+{}/s) dropped {} (+{}/s) cookies {} (+{}/s) valid {}{attack}",
         now[0],
         now[0].saturating_sub(prev[0]),
         now[1],
