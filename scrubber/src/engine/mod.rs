@@ -490,19 +490,10 @@ impl Engine {
         }
         let t = match target {
             Some(t) => t,
-            None if d.proto == IPPROTO_TCP && d.frag == Frag::None => return,
-            None => {
-                let c = &self.pol.compiled;
-                let by_port = if d.proto == crate::wire::IPPROTO_UDP && d.frag == Frag::None {
-                    c.service(d.v6, &d.dst, d.proto, d.dport)
-                } else {
-                    None
-                };
-                match by_port.or_else(|| c.service_at(d.v6, &d.dst)) {
-                    Some(t) => usize::from(t),
-                    None => return,
-                }
-            }
+            None => match self.class_target(d) {
+                Some(t) => t,
+                None => return,
+            },
         };
         let class = detect::traffic_class(d, v);
         if let Some(c) = self.counters.per_target.get_mut(t) {
@@ -512,6 +503,23 @@ impl Engine {
         if let Some(s) = self.counters.top_sources.get_mut(k) {
             s.frame(now, d.v6, &d.src);
         }
+    }
+
+    /// The target of an inbound frame the judging did not attribute (UDP, ICMP, fragments): the
+    /// service of its port, else the first service at its address. Out of line: the drop path
+    /// of TCP floods never needs it.
+    #[inline(never)]
+    fn class_target(&self, d: &Dissected) -> Option<usize> {
+        if d.proto == IPPROTO_TCP && d.frag == Frag::None {
+            return None;
+        }
+        let c = &self.pol.compiled;
+        let by_port = if d.proto == crate::wire::IPPROTO_UDP && d.frag == Frag::None {
+            c.service(d.v6, &d.dst, d.proto, d.dport)
+        } else {
+            None
+        };
+        by_port.or_else(|| c.service_at(d.v6, &d.dst)).map(usize::from)
     }
 
     /// The service a dropped inbound TCP or UDP frame was aimed at, for per-target counters.
