@@ -6,7 +6,9 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# Needs cargo-afl (`cargo install cargo-afl --locked`; scripts/test.sh installs it).
+# Needs cargo-afl (`cargo install cargo-afl --locked`; scripts/test.sh installs it). The fuzz crate
+# has its own Cargo.lock: after changing the dependencies of scrubber or rulespec, run
+# `cargo update -w` in tests/fuzz (the build is --locked).
 set -euo pipefail
 cd "$(dirname "$0")/../tests/fuzz"
 secs="${1:-30}"
