@@ -139,3 +139,19 @@ fn e2e_events_name_the_target_the_type_and_the_heavy_source() {
     assert!(flood_samples >= 100, "about 1 in 500 of ~150,000 drops");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `scrubber lab` shows the attack events and the top talkers as its phases run.
+#[test]
+fn e2e_events_in_the_lab() {
+    let Some(_g) = begin("e2e_events_in_the_lab") else { return };
+    let exe = scrubber_bin();
+    let out = std::process::Command::new(&exe)
+        .args(["lab", "--seconds", "3", "--flood-pps", "30000"])
+        .output()
+        .expect("scrubber lab runs");
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "scrubber lab failed:\n{text}");
+    assert!(text.contains("attack started on 198.18.0.10:80: ack-psh flood"), "no start event in the lab:\n{text}");
+    assert!(text.contains("| ATTACK on 198.18.0.10:80 top "), "no attack state in the live lines:\n{text}");
+    eprintln!("e2e: scrubber lab shows events and top talkers");
+}

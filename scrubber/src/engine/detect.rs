@@ -130,9 +130,14 @@ pub struct Reading {
     pub top_passed: Vec<(IpAddr, u64)>,
 }
 
+/// Rates are taken over at least this long (seconds): bursty floods (a generator that sends a
+/// second's frames at once) read the same with readings every 500 ms as every second.
+pub const RATE_WINDOW: f64 = 1.0;
+
 #[derive(Clone, Debug, Default)]
 struct TargetState {
-    last: Option<TargetCounts>,
+    /// Readings back to the newest one at least [`RATE_WINDOW`] old.
+    history: std::collections::VecDeque<(f64, TargetCounts)>,
     /// Start of the first interval of the current run of readings over a threshold.
     over_since: Option<f64>,
     /// End of the last interval that was over a threshold.
@@ -176,11 +181,9 @@ impl Detector {
     /// first call only records.
     pub fn tick(&mut self, now_ns: u64, readings: &[Reading]) -> Vec<Event> {
         let mut out = Vec::new();
-        let secs = match self.last_ns {
-            Some(l) if now_ns > l => (now_ns - l) as f64 / 1e9,
-            Some(_) => return out,
-            None => 0.0,
-        };
+        if self.last_ns.is_some_and(|l| now_ns <= l) {
+            return out;
+        }
         self.last_ns = Some(now_ns);
         let time = now_ns as f64 / 1e9;
         if self.targets.len() < readings.len() {
@@ -189,10 +192,15 @@ impl Detector {
         for (i, r) in readings.iter().enumerate() {
             let th = self.thresholds.get(i).copied().unwrap_or(self.default);
             let st = &mut self.targets[i];
-            let Some(prev) = st.last.replace(r.counts) else { continue };
-            if secs <= 0.0 {
-                continue;
+            st.history.push_back((time, r.counts));
+            while st.history.len() > 2 && st.history[1].0 <= time - RATE_WINDOW + 1e-6 {
+                st.history.pop_front();
             }
+            let (t0, prev) = match st.history.front() {
+                Some(&(t0, p)) if st.history.len() >= 2 && time > t0 => (t0, p),
+                _ => continue,
+            };
+            let secs = time - t0;
             // Rates of every attack class in the interval.
             let mut classes: Vec<(TrafficClass, u64, u64)> = TrafficClass::ALL
                 .iter()
@@ -380,5 +388,28 @@ mod tests {
         assert!((stop.time - (t0 / s + 22) as f64).abs() < 0.01, "ten quiet seconds: {}", stop.time);
         assert_eq!(stop.dropped, 200_000);
         assert!(d.under_attack().is_empty());
+    }
+}
+#[cfg(test)]
+mod tick_tests {
+    use super::*;
+    #[test]
+    fn bursty_floods_read_at_half_second_ticks_start_an_attack() {
+        let mut d = Detector::new(Thresholds::default(), vec![None]);
+        let s = 1_000_000_000u64;
+        let t0 = 1_767_225_600 * s;
+        let mut c = TargetCounts::default();
+        let mut evs = Vec::new();
+        for k in 0..12u64 {
+            // A generator that sends each second's 30,000 frames at once: every other reading.
+            if k >= 2 && k % 2 == 0 {
+                c.class_ack_psh += 30_000;
+                c.class_ack_psh_bytes += 30_000 * 60;
+            }
+            evs.extend(
+                d.tick(t0 + k * s / 2, &[Reading { label: "w".into(), counts: c, top: vec![], top_passed: vec![] }]),
+            );
+        }
+        assert!(evs.iter().any(|e| e.event == EventKind::Start), "{evs:?}");
     }
 }
