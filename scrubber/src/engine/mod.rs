@@ -495,11 +495,9 @@ impl Engine {
                 None => return,
             },
         };
-        let class = detect::traffic_class(d, v);
-        if let Some(c) = self.counters.per_target.get_mut(t) {
-            c.add_class(class, d.ip_len() as u64);
-        }
-        let k = 2 * t + usize::from(class == counters::TrafficClass::Legit);
+        let Some(c) = self.counters.per_target.get_mut(t) else { return };
+        let legit = detect::count_class_into(c, d, v, d.ip_len() as u64);
+        let k = 2 * t + usize::from(legit);
         if let Some(s) = self.counters.top_sources.get_mut(k) {
             s.frame(now, d.v6, &d.src);
         }
