@@ -111,6 +111,15 @@ fn enforce_cap(dir: &Path, cap: u64, stats: &Mutex<SampleStats>) {
     }
 }
 
+/// A sample that could not be written: counted, and reported the first time.
+fn lost(dir: &Path, e: &dyn std::fmt::Display, warned: &mut bool, stats: &Mutex<SampleStats>) {
+    if !*warned {
+        tracing::warn!("--sample-dir {}: {e}; samples are counted as lost until writing works", dir.display());
+        *warned = true;
+    }
+    stats.lock().unwrap_or_else(|e| e.into_inner()).sample_write_failures += 1;
+}
+
 fn comment(s: &Sample) -> String {
     let side = if s.from_int { "int" } else { "ext" };
     match DropReason::ALL.get(usize::from(s.reason)) {
@@ -158,14 +167,7 @@ impl SampleWriter {
                                         cur = Some(c);
                                     }
                                     Err(e) => {
-                                        if !warned {
-                                            tracing::warn!(
-                                                "--sample-dir {}: {e}; samples are counted as lost until writing works",
-                                                dir.display()
-                                            );
-                                            warned = true;
-                                        }
-                                        st2.lock().unwrap_or_else(|e| e.into_inner()).sample_write_failures += 1;
+                                        lost(&dir, &e, &mut warned, &st2);
                                         continue;
                                     }
                                 }
@@ -184,14 +186,7 @@ impl SampleWriter {
                                     st2.lock().unwrap_or_else(|e| e.into_inner()).samples_written += 1;
                                 }
                                 Err(e) => {
-                                    if !warned {
-                                        tracing::warn!(
-                                            "--sample-dir {}: {e}; samples are counted as lost until writing works",
-                                            dir.display()
-                                        );
-                                        warned = true;
-                                    }
-                                    st2.lock().unwrap_or_else(|e| e.into_inner()).sample_write_failures += 1;
+                                    lost(&dir, &e, &mut warned, &st2);
                                     cur = None;
                                 }
                             }
