@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::layout::{Constraint, Direction, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
@@ -173,11 +173,6 @@ pub fn render_text(cur: &Snapshot, prev: Option<&Snapshot>, width: u16, height: 
         out.push('\n');
     }
     out
-}
-
-/// The area of a terminal of `w` × `h` cells.
-pub fn area(w: u16, h: u16) -> Rect {
-    Rect::new(0, 0, w, h)
 }
 
 #[cfg(test)]

@@ -109,8 +109,6 @@ pub struct TopSources {
     pub last: SpaceSaving,
     /// Second (of the engine's clock) `cur` counts.
     epoch: u64,
-    /// Second `last` counted.
-    last_epoch: u64,
     /// The sampling generator's state.
     skip: u32,
 }
@@ -148,21 +146,9 @@ impl TopSources {
         let sec = now_ns / 1_000_000_000;
         if sec != self.epoch {
             self.last = if sec == self.epoch + 1 { self.cur } else { SpaceSaving::default() };
-            self.last_epoch = self.epoch;
             self.cur = SpaceSaving::default();
             self.cms.fill(0);
             self.epoch = sec;
-        }
-    }
-
-    /// The sources of the last complete second before `now_ns` (empty when that second had
-    /// no sample), frames per second, largest first.
-    pub fn per_second_at(&self, now_ns: u64) -> Vec<(IpAddr, u64)> {
-        let sec = now_ns / 1_000_000_000;
-        if self.epoch + 1 >= sec || self.last_epoch + 1 >= sec {
-            self.per_second()
-        } else {
-            Vec::new()
         }
     }
 
@@ -203,7 +189,6 @@ impl Default for TopSources {
             cms: vec![0; CMS_ROWS * CMS_WIDTH],
             last: SpaceSaving::default(),
             epoch: 0,
-            last_epoch: 0,
             skip: 0,
         }
     }
