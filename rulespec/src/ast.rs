@@ -308,6 +308,34 @@ pub enum SvcItem {
     /// `attack-threshold RATE [RATE]`: when traffic of one attack class towards the service is
     /// an attack (pps and/or bps).
     AttackThreshold(Vec<Spanned<Rate>>),
+    /// `http [max-header-bytes SIZE] [max-header-line SIZE] [max-headers N] [methods M,…]
+    /// [ban DURATION [after N]]`: plaintext HTTP request-head checks.
+    Http(HttpSpec),
+}
+
+/// The `http` line of a service, as written (see [`crate::HttpCheck`] for the resolved form).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpSpec {
+    /// `max-header-bytes`: the whole request head (request line, header lines, blank line).
+    pub max_header_bytes: Option<Spanned<u64>>,
+    /// `max-header-line`: any one line of the head.
+    pub max_header_line: Option<Spanned<u64>>,
+    /// `max-headers`: header fields per request.
+    pub max_headers: Option<Spanned<u64>>,
+    /// `methods`: the request methods allowed (case-sensitive, as RFC 9110 says).
+    pub methods: Option<Vec<Spanned<String>>>,
+    /// `ban`: ban a source whose requests break the checks.
+    pub ban: Option<Spanned<BanSpec>>,
+}
+
+/// `ban DURATION [after N]`: ban a source for `duration` once it has broken a limit or check
+/// `after` times (1 when not given) within that duration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BanSpec {
+    /// How long the ban lasts.
+    pub duration: Duration,
+    /// Violations before the ban.
+    pub after: Option<u64>,
 }
 
 /// A `service NAME … end` block.
@@ -372,6 +400,14 @@ pub enum LimitSpec {
     },
     /// Concurrent connections per source.
     MaxConns(Spanned<u64>),
+    /// HTTP request starts per second per source (`per-source requests 20/s burst 40`; the
+    /// rule's service must have `http`).
+    Requests {
+        /// The rate, in `/s`.
+        rate: Spanned<Rate>,
+        /// Burst, in requests.
+        burst: Option<Spanned<u64>>,
+    },
 }
 
 /// An `allow`, `deny` or `limit` line.
@@ -385,6 +421,8 @@ pub struct RuleDecl {
     pub matches: Match,
     /// For `limit`: the limits.
     pub limits: Vec<Spanned<LimitSpec>>,
+    /// For `limit`: `ban DURATION [after N]`, ban sources the limits refuse.
+    pub ban: Option<Spanned<BanSpec>>,
 }
 
 /// Global mode.

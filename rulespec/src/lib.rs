@@ -22,7 +22,9 @@ pub mod lpm;
 mod parser;
 mod source;
 
-pub use check::{check, Checked, Policy, PortRanges, PortSet, PrefixSet, Rule, Service, Settings, MAX_INCLUDE_DEPTH};
+pub use check::{
+    check, Ban, Checked, HttpCheck, Policy, PortRanges, PortSet, PrefixSet, Rule, Service, Settings, MAX_INCLUDE_DEPTH,
+};
 pub use compile::{
     compile, protect_policy, Bucket, CLimit, CRule, CService, CompileError, CompileStats, Compiled, FragKind, Hit,
     Packet,

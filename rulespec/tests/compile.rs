@@ -782,3 +782,45 @@ fn unchecked_policies_are_rejected_with_a_reason() {
     p.rules = vec![r; 70_000];
     assert!(matches!(compile(&p), Err(rulespec::CompileError::TooManyRules { count: 70_000 })));
 }
+
+#[test]
+fn http_checks_request_limits_and_bans_compile_as_written() {
+    // The form of the HTTP-flood issue, exactly as written there.
+    let c = compiled(
+        "set web-servers = 198.18.0.10/32\n\
+         service web\n  dst web-servers\n  ports 80\n  \
+         http max-header-bytes 8k max-header-line 4k max-headers 64 methods GET,HEAD,POST\nend\n\
+         service plain\n  dst 198.18.0.11\n  http\nend\n\
+         service junk\n  dst 198.18.0.12\n  http max-header-bytes 1M ban 10m after 3\nend\n\
+         limit service web per-source requests 20/s burst 40 ban 10m after 5\n\
+         limit service plain per-source requests 5/s\n",
+    );
+    let h = c.services()[0].http.clone().expect("web has http");
+    assert_eq!((h.max_header_bytes, h.max_header_line, h.max_headers), (8192, 4096, 64));
+    assert_eq!(h.methods, ["GET", "HEAD", "POST"]);
+    assert_eq!(h.ban, None);
+    let d = c.services()[1].http.clone().expect("plain has http");
+    assert_eq!(
+        (d.max_header_bytes, d.max_header_line, d.max_headers, d.methods.len()),
+        (16 << 10, 8 << 10, 100, 0),
+        "defaults: 16k head, 8k line, 100 headers, any method"
+    );
+    let j = c.services()[2].http.clone().unwrap();
+    assert_eq!(j.max_header_bytes, 1 << 20);
+    assert_eq!(j.ban, Some(rulespec::Ban { duration: std::time::Duration::from_secs(600), after: 3 }));
+    let r = &c.rules()[0];
+    assert_eq!(r.limits, [CLimit::Requests(Bucket { rate: 20, burst: 40 })]);
+    assert_eq!(r.ban, Some(rulespec::Ban { duration: std::time::Duration::from_secs(600), after: 5 }));
+    assert!(r.text.contains("per-source requests 20/s burst 40") && r.text.contains("ban 600s after 5"), "{}", r.text);
+    assert_eq!(c.rules()[1].limits, [CLimit::Requests(Bucket { rate: 5, burst: 5 })], "burst defaults to one second");
+    assert_eq!(c.rules()[1].ban, None);
+    assert_ne!(c.rules()[0].fingerprint, compiled_rule_without_ban(), "the ban is part of the rule");
+}
+
+fn compiled_rule_without_ban() -> u64 {
+    let c = compiled(
+        "service web\n  dst 198.18.0.10/32\n  ports 80\n  http\nend\n\
+         limit service web per-source requests 20/s burst 40\n",
+    );
+    c.rules()[0].fingerprint
+}

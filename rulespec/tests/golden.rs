@@ -367,7 +367,7 @@ end
         r#"main.rules:3:3: error: unknown service setting 'synn'
   |
 3 |   synn proxy
-  |   ^^^^ expected a service setting: dst, proto, ports, syn, mss, wscale, sack, timestamps, idle, pickup, attack-threshold, or end
+  |   ^^^^ expected a service setting: dst, proto, ports, syn, mss, wscale, sack, timestamps, idle, pickup, attack-threshold, http, or end
   = note: did you mean 'syn'?
 "#,
     ),
@@ -381,7 +381,7 @@ end
         r#"main.rules:1:21: error: a `limit` rule needs at least one limit
   |
 1 | limit to 198.18.0.10
-  |                     ^ expected per-source RATE, aggregate RATE, new-conns RATE or max-conns N
+  |                     ^ expected per-source RATE, per-source requests RATE, aggregate RATE, new-conns RATE or max-conns N
 "#,
     ),
     (
@@ -435,7 +435,7 @@ mode observe
         r#"main.rules:1:18: error: unknown time unit 'min'
   |
 1 | learning-window 5min
-  |                  ^^^ expected ms, s, m or h
+  |                  ^^^ expected ms, s, m, h or d
 "#,
     ),
     (
@@ -465,7 +465,7 @@ end
         r#"main.rules:4:3: error: TCP setting in UDP service 'dns'
   |
 4 |   syn proxy
-  |   ^^^ expected proto tcp, or no syn/mss/wscale/sack/timestamps lines
+  |   ^^^ expected proto tcp, or no syn/mss/wscale/sack/timestamps/http lines
 "#,
     ),
     (
@@ -494,6 +494,111 @@ main.rules:5:14: error: unexpected 'now' (trailing text)
   |
 5 | mode observe now
   |              ^^^ expected end of line (use # for comments)
+"#,
+    ),
+    (
+        r#"http_bad_size"#,
+        &[(
+            r#"main.rules"#,
+            r#"service web
+  dst 198.18.0.10
+  http max-header-bytes 8q
+end
+"#,
+        )],
+        r#"main.rules:3:25: error: '8q' is not a size
+  |
+3 |   http max-header-bytes 8q
+  |                         ^^ expected a size in bytes, e.g. 8k (8192), 4096 or 1M
+"#,
+    ),
+    (
+        r#"http_out_of_range"#,
+        &[(
+            r#"main.rules"#,
+            r#"service web
+  dst 198.18.0.10
+  http max-header-bytes 100 max-headers 0
+end
+"#,
+        )],
+        r#"main.rules:3:25: error: max-header-bytes 100 out of range
+  |
+3 |   http max-header-bytes 100 max-headers 0
+  |                         ^^^ expected max-header-bytes from 256 to 1048576
+
+main.rules:3:41: error: max-headers 0 out of range
+  |
+3 |   http max-header-bytes 100 max-headers 0
+  |                                         ^ expected max-headers from 1 to 10000
+"#,
+    ),
+    (
+        r#"http_unknown_setting"#,
+        &[(
+            r#"main.rules"#,
+            r#"service web
+  dst 198.18.0.10
+  http max-header-size 8k
+end
+"#,
+        )],
+        r#"main.rules:3:8: error: unknown http setting 'max-header-size'
+  |
+3 |   http max-header-size 8k
+  |        ^^^^^^^^^^^^^^^ expected max-header-bytes, max-header-line, max-headers, methods or ban
+  = note: did you mean 'max-header-line'?
+"#,
+    ),
+    (
+        r#"requests_without_http"#,
+        &[(
+            r#"main.rules"#,
+            r#"service web
+  dst 198.18.0.10
+end
+limit service web per-source requests 20/s
+"#,
+        )],
+        r#"main.rules:4:19: error: service 'web' has no `http` line: its requests are not counted
+  |
+4 | limit service web per-source requests 20/s
+  |                   ^^^^^^^^^^ expected an `http` line in service 'web' (requests are counted by its HTTP checks)
+"#,
+    ),
+    (
+        r#"ban_on_deny"#,
+        &[(
+            r#"main.rules"#,
+            r#"deny from 198.19.0.0/16 ban 10m
+"#,
+        )],
+        r#"main.rules:1:25: error: 'ban' only applies to `limit` rules
+  |
+1 | deny from 198.19.0.0/16 ban 10m
+  |                         ^^^ expected a match (from, to, proto, port, sport, flags, len, frag, icmp-type, icmpv6-type, service) or end of line
+  = note: a `deny` rule already drops everything it matches
+"#,
+    ),
+    (
+        r#"ban_out_of_range"#,
+        &[(
+            r#"main.rules"#,
+            r#"service web
+  dst 198.18.0.10
+  http ban 30d after 0
+end
+"#,
+        )],
+        r#"main.rules:3:8: error: ban 720h out of range
+  |
+3 |   http ban 30d after 0
+  |        ^^^ expected a ban from 1s to 7d (e.g. ban 10m)
+
+main.rules:3:8: error: ban after 0 violations out of range
+  |
+3 |   http ban 30d after 0
+  |        ^^^ expected after 1 to 1000 violations
 "#,
     ),
 ];

@@ -119,6 +119,10 @@ impl Wire {
                 self.drops.push(r);
                 vec![]
             }
+            Verdict::Reset(r) => {
+                self.drops.push(r);
+                vec![(other, parse(&self.buf[..main_len])), (from, parse(&self.extra[..extra_len]))]
+            }
         }
     }
 }

@@ -25,6 +25,7 @@ impl Checker<'_> {
             pickup: Duration::ZERO,
             attack_pps: None,
             attack_bps: None,
+            http: None,
             span: svc.name.span,
         };
         let mut seen: HashMap<String, Span> = HashMap::new();
@@ -116,6 +117,10 @@ impl Checker<'_> {
                     out.attack_pps = pps;
                     out.attack_bps = bps;
                 }
+                SvcItem::Http(h) => {
+                    tcp_only.get_or_insert(it.span);
+                    out.http = Some(self.http(h));
+                }
                 SvcItem::Pickup(d) => {
                     if *d > Duration::from_secs(3600) {
                         self.diags.push(
@@ -136,7 +141,7 @@ impl Checker<'_> {
         if let (Proto::Udp, Some(at)) = (out.proto, tcp_only) {
             self.diags.push(
                 Diagnostic::error(at, format!("TCP setting in UDP service '{}'", svc.name.node))
-                    .expected("proto tcp, or no syn/mss/wscale/sack/timestamps lines"),
+                    .expected("proto tcp, or no syn/mss/wscale/sack/timestamps/http lines"),
             );
         }
         let ok = errors(self) == before;
@@ -227,6 +232,33 @@ impl Checker<'_> {
                     }
                     self.burst(burst);
                 }
+                LimitSpec::Requests { rate, burst } => {
+                    if rate.node.unit != RateUnit::PerSec || rate.node.value == 0 {
+                        self.diags.push(
+                            Diagnostic::error(rate.span, format!("requests {} is not a request rate", rate.node))
+                                .expected("requests per second above 0, e.g. 20/s"),
+                        );
+                    }
+                    self.burst(burst);
+                    let http = m.service.as_ref().and_then(|s| p.services.iter().find(|x| x.name == s.node));
+                    match (&m.service, http) {
+                        (None, _) => self.diags.push(
+                            Diagnostic::error(l.span, "per-source requests needs the rule to name its service")
+                                .expected("`service NAME` in the rule, for a service with an `http` line"),
+                        ),
+                        (Some(s), Some(svc)) if svc.http.is_none() => self.diags.push(
+                            Diagnostic::error(
+                                l.span,
+                                format!("service '{}' has no `http` line: its requests are not counted", s.node),
+                            )
+                            .expected(format!(
+                                "an `http` line in service '{}' (requests are counted by its HTTP checks)",
+                                s.node
+                            )),
+                        ),
+                        _ => {}
+                    }
+                }
                 LimitSpec::MaxConns(n) => {
                     if !(1..=1_000_000).contains(&n.node) {
                         self.diags.push(
@@ -248,9 +280,91 @@ impl Checker<'_> {
             dst_ports,
             src_ports,
             limits,
+            ban: r.ban.as_ref().map(|b| self.ban(b)),
             location: format!("{}:{}", self.sources.name(r.action.span.file), r.action.span.line),
             span: r.action.span,
         })
+    }
+
+    /// Resolve an `http` line: ranges, methods, defaults.
+    fn http(&mut self, h: &HttpSpec) -> HttpCheck {
+        let mut range = |v: &Option<Spanned<u64>>, lo: u64, hi: u64, def: u32, what: &str| -> u32 {
+            match v {
+                None => def,
+                Some(v) if (lo..=hi).contains(&v.node) => v.node as u32,
+                Some(v) => {
+                    self.diags.push(
+                        Diagnostic::error(v.span, format!("{what} {} out of range", v.node))
+                            .expected(format!("{what} from {lo} to {hi}")),
+                    );
+                    def
+                }
+            }
+        };
+        let bytes = range(&h.max_header_bytes, 256, 1 << 20, HttpCheck::DEFAULT_HEADER_BYTES, "max-header-bytes");
+        let line = range(&h.max_header_line, 64, 1 << 20, HttpCheck::DEFAULT_HEADER_LINE.min(bytes), "max-header-line");
+        let headers = range(&h.max_headers, 1, 10_000, HttpCheck::DEFAULT_HEADERS, "max-headers");
+        if let Some(l) = h.max_header_line.as_ref().filter(|_| line > bytes) {
+            self.diags.push(
+                Diagnostic::warning(l.span, format!("max-header-line {line} is above max-header-bytes {bytes}"))
+                    .expected("a line limit at most the head limit (the head limit decides first)"),
+            );
+        }
+        let mut methods: Vec<String> = Vec::new();
+        for m in h.methods.iter().flatten() {
+            let token = m.node.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token || m.node.len() > HttpCheck::MAX_METHOD_LEN {
+                self.diags.push(Diagnostic::error(m.span, format!("'{}' is not a request method", m.node)).expected(
+                    format!("a method name (a token of at most {} characters), e.g. GET", HttpCheck::MAX_METHOD_LEN),
+                ));
+            } else if methods.contains(&m.node) {
+                self.diags.push(
+                    Diagnostic::warning(m.span, format!("method {} listed twice", m.node)).expected("each method once"),
+                );
+            } else {
+                if m.node.bytes().any(|b| b.is_ascii_lowercase()) {
+                    self.diags.push(
+                        Diagnostic::warning(m.span, format!("method '{}' has lower-case letters", m.node))
+                            .expected("methods as clients send them: they are case-sensitive (GET, not get)"),
+                    );
+                }
+                methods.push(m.node.clone());
+            }
+        }
+        if methods.len() > HttpCheck::MAX_METHODS {
+            if let Some(m) = h.methods.as_ref().and_then(|v| v.get(HttpCheck::MAX_METHODS)) {
+                self.diags.push(
+                    Diagnostic::error(m.span, format!("{} methods", methods.len()))
+                        .expected(format!("at most {} methods", HttpCheck::MAX_METHODS)),
+                );
+            }
+        }
+        HttpCheck {
+            max_header_bytes: bytes,
+            max_header_line: line,
+            max_headers: headers,
+            methods,
+            ban: h.ban.as_ref().map(|b| self.ban(b)),
+        }
+    }
+
+    /// Resolve a `ban`: 1s–7d, 1–1000 violations.
+    fn ban(&mut self, b: &Spanned<BanSpec>) -> Ban {
+        let d = b.node.duration;
+        if d < Duration::from_secs(1) || d > Duration::from_secs(7 * 86_400) {
+            self.diags.push(
+                Diagnostic::error(b.span, format!("ban {} out of range", fmt_dur(d)))
+                    .expected("a ban from 1s to 7d (e.g. ban 10m)"),
+            );
+        }
+        let after = b.node.after.unwrap_or(1);
+        if !(1..=1000).contains(&after) {
+            self.diags.push(
+                Diagnostic::error(b.span, format!("ban after {after} violations out of range"))
+                    .expected("after 1 to 1000 violations"),
+            );
+        }
+        Ban { duration: d, after: after.clamp(1, 1000) as u32 }
     }
 
     pub(super) fn burst(&mut self, b: &Option<Spanned<u64>>) {

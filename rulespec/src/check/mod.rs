@@ -90,8 +90,47 @@ pub struct Service {
     pub attack_pps: Option<u64>,
     /// `attack-threshold` of this service (bits per second), if given.
     pub attack_bps: Option<u64>,
+    /// `http`: request-head checks, if given.
+    pub http: Option<HttpCheck>,
     /// Where it was defined.
     pub span: Span,
+}
+
+/// The `http` checks of a service, every default filled in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HttpCheck {
+    /// Most bytes of one request head (request line, header lines and the blank line).
+    pub max_header_bytes: u32,
+    /// Most bytes of one line of the head, its line ending included.
+    pub max_header_line: u32,
+    /// Most header fields in one request.
+    pub max_headers: u32,
+    /// The methods allowed; empty: any method (a token, RFC 9110).
+    pub methods: Vec<String>,
+    /// Ban sources whose requests break the checks.
+    pub ban: Option<Ban>,
+}
+
+impl HttpCheck {
+    /// Default `max-header-bytes`: 16 KiB.
+    pub const DEFAULT_HEADER_BYTES: u32 = 16 << 10;
+    /// Default `max-header-line`: 8 KiB.
+    pub const DEFAULT_HEADER_LINE: u32 = 8 << 10;
+    /// Default `max-headers`: 100 (Apache's `LimitRequestFields`).
+    pub const DEFAULT_HEADERS: u32 = 100;
+    /// Longest method name accepted in `methods`.
+    pub const MAX_METHOD_LEN: usize = 16;
+    /// Most methods in `methods`.
+    pub const MAX_METHODS: usize = 32;
+}
+
+/// A ban: after `after` violations within `duration`, the source is banned for `duration`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ban {
+    /// How long a ban lasts (and the window violations are counted in).
+    pub duration: Duration,
+    /// Violations that make a ban.
+    pub after: u32,
 }
 
 /// A checked rule. Names in `matches` are known to exist.
@@ -109,6 +148,8 @@ pub struct Rule {
     pub src_ports: Option<PortRanges>,
     /// The limits of a `limit` rule.
     pub limits: Vec<LimitSpec>,
+    /// `ban` of a `limit` rule.
+    pub ban: Option<Ban>,
     /// `file:line` of the rule, for counters and logs.
     pub location: String,
     /// Where the rule starts.

@@ -172,5 +172,6 @@ pub(crate) fn describe_limit(l: &LimitSpec) -> String {
         LimitSpec::Aggregate { rates: r, burst: b } => format!("aggregate {}{}", rates(r), burst(b)),
         LimitSpec::NewConns { rate, burst: b } => format!("new-conns {}{}", rate.node, burst(b)),
         LimitSpec::MaxConns(n) => format!("max-conns {}", n.node),
+        LimitSpec::Requests { rate, burst: b } => format!("per-source requests {}{}", rate.node, burst(b)),
     }
 }

@@ -282,6 +282,9 @@ fn canonical(r: &Rule) -> String {
         s.push_str("|limit ");
         s.push_str(&describe_limit(l));
     }
+    if let Some(b) = &r.ban {
+        s.push_str(&format!("|ban {}ms after {}", b.duration.as_millis(), b.after));
+    }
     s
 }
 
@@ -291,6 +294,9 @@ fn rule_text(r: &Rule) -> String {
     for l in &r.limits {
         line.push_str(" ; ");
         line.push_str(&describe_limit(l));
+    }
+    if let Some(b) = &r.ban {
+        line.push_str(&format!(" ; ban {}s after {}", b.duration.as_secs(), b.after));
     }
     line
 }
@@ -355,6 +361,12 @@ fn limit(l: &LimitSpec, loc: &str) -> Result<CLimit, CompileError> {
             }
             CLimit::NewConns(Bucket { rate: rate.node.value, burst: burst(b)?.unwrap_or(rate.node.value) })
         }
+        LimitSpec::Requests { rate, burst: b } => {
+            if rate.node.unit != RateUnit::PerSec || rate.node.value == 0 {
+                return Err(bad(loc, format!("requests {} is not a request rate above 0", rate.node)));
+            }
+            CLimit::Requests(Bucket { rate: rate.node.value, burst: burst(b)?.unwrap_or(rate.node.value) })
+        }
         LimitSpec::MaxConns(n) => match u32::try_from(n.node) {
             Ok(v) if v > 0 => CLimit::MaxConns(v),
             _ => return Err(bad(loc, format!("max-conns {} out of range 1..=4294967295", n.node))),
@@ -412,6 +424,7 @@ pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
             pickup: s.pickup,
             attack_pps: s.attack_pps,
             attack_bps: s.attack_bps,
+            http: s.http.clone(),
         });
     }
 
@@ -469,6 +482,7 @@ pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
             location: r.location.clone(),
             text: rule_text(r),
             limits,
+            ban: r.ban,
             fingerprint,
         });
     }
@@ -588,6 +602,7 @@ pub fn protect_policy(targets: &[Target], syn: SynMode) -> Policy {
                 pickup: Duration::ZERO,
                 attack_pps: None,
                 attack_bps: None,
+                http: None,
                 span: Span::default(),
             }
         })

@@ -129,6 +129,8 @@ pub enum CLimit {
     NewConns(Bucket),
     /// Concurrent connections per source.
     MaxConns(u32),
+    /// HTTP request starts per second per source (the rule's service has `http`).
+    Requests(Bucket),
 }
 
 /// A compiled service: what the TCP engine needs to defend it.
@@ -160,6 +162,8 @@ pub struct CService {
     pub attack_pps: Option<u64>,
     /// This service's attack threshold in bits per second (else the global one).
     pub attack_bps: Option<u64>,
+    /// Plaintext HTTP request-head checks (`http`).
+    pub http: Option<crate::HttpCheck>,
 }
 
 /// A compiled rule: what the engine reports and limits.
@@ -175,6 +179,8 @@ pub struct CRule {
     pub text: String,
     /// The limits of a `limit` rule.
     pub limits: Vec<CLimit>,
+    /// `ban`: sources this rule's limits refuse are banned.
+    pub ban: Option<crate::Ban>,
     /// Stable hash of the rule as written (see the module docs).
     pub fingerprint: u64,
 }

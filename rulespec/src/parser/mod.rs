@@ -26,7 +26,7 @@ const TOP_KEYWORDS: [&str; 15] = [
     "attack-quiet",
     "end",
 ];
-const SVC_KEYWORDS: [&str; 12] = [
+const SVC_KEYWORDS: [&str; 13] = [
     "dst",
     "proto",
     "ports",
@@ -38,11 +38,13 @@ const SVC_KEYWORDS: [&str; 12] = [
     "idle",
     "pickup",
     "attack-threshold",
+    "http",
     "end",
 ];
-const SVC_EXPECTED: &str =
-    "a service setting: dst, proto, ports, syn, mss, wscale, sack, timestamps, idle, pickup, attack-threshold, or end";
-const MATCH_KEYWORDS: [&str; 15] = [
+const SVC_EXPECTED: &str = "a service setting: dst, proto, ports, syn, mss, wscale, sack, timestamps, idle, pickup, \
+                            attack-threshold, http, or end";
+const HTTP_KEYWORDS: [&str; 5] = ["max-header-bytes", "max-header-line", "max-headers", "methods", "ban"];
+const MATCH_KEYWORDS: [&str; 16] = [
     "from",
     "to",
     "proto",
@@ -58,6 +60,7 @@ const MATCH_KEYWORDS: [&str; 15] = [
     "aggregate",
     "new-conns",
     "max-conns",
+    "ban",
 ];
 const MATCH_EXPECTED: &str =
     "a match (from, to, proto, port, sport, flags, len, frag, icmp-type, icmpv6-type, service) or end of line";
@@ -329,6 +332,7 @@ impl Parser {
             }
             "pickup" => SvcItem::Pickup(duration(cur)?.node),
             "attack-threshold" => SvcItem::AttackThreshold(threshold_rates(cur)?),
+            "http" => SvcItem::Http(http_spec(cur)?),
             other => {
                 let mut d = Diagnostic::error(ks, format!("unknown service setting '{other}'")).expected(SVC_EXPECTED);
                 if let Some(s) = suggest(other, &SVC_KEYWORDS) {
@@ -435,7 +439,7 @@ impl Parser {
     }
 
     fn rule(&mut self, cur: &mut Cur<'_>, action: Spanned<Action>) -> PResult<RuleDecl> {
-        let mut r = RuleDecl { action, observe: false, matches: Match::default(), limits: Vec::new() };
+        let mut r = RuleDecl { action, observe: false, matches: Match::default(), limits: Vec::new(), ban: None };
         if cur.peek_word() == Some("observe") {
             cur.i += 1;
             r.observe = true;
@@ -472,12 +476,29 @@ impl Parser {
                 "icmp-type" => once!(icmp_type, icmp_type(cur, &ICMP_NAMES)?),
                 "icmpv6-type" => once!(icmpv6_type, icmp_type(cur, &ICMPV6_NAMES)?),
                 "service" => once!(service, name(cur, "a service name")?),
+                "ban" => {
+                    if r.action.node != Action::Limit {
+                        return Err(Diagnostic::error(ks, "'ban' only applies to `limit` rules")
+                            .expected(MATCH_EXPECTED)
+                            .note("a `deny` rule already drops everything it matches"));
+                    }
+                    if r.ban.is_some() {
+                        return Err(Diagnostic::error(ks, "'ban' given twice in one rule")
+                            .expected("each match at most once per rule"));
+                    }
+                    r.ban = Some(Spanned { node: ban_spec(cur)?, span: ks });
+                }
                 "per-source" | "aggregate" | "new-conns" | "max-conns" => {
                     if r.action.node != Action::Limit {
                         return Err(Diagnostic::error(ks, format!("'{kw}' only applies to `limit` rules"))
                             .expected(MATCH_EXPECTED));
                     }
                     let spec = match kw.as_str() {
+                        "per-source" if cur.peek_word() == Some("requests") => {
+                            cur.i += 1;
+                            let rate = rate(cur)?;
+                            LimitSpec::Requests { rate, burst: burst(cur)? }
+                        }
                         "per-source" => {
                             let (rates, burst) = rates_and_burst(cur)?;
                             LimitSpec::PerSource { rates, burst }
@@ -496,7 +517,7 @@ impl Parser {
                 }
                 other => {
                     let expected = if r.action.node == Action::Limit {
-                        format!("{MATCH_EXPECTED}, or a limit (per-source, aggregate, new-conns, max-conns)")
+                        format!("{MATCH_EXPECTED}, or a limit (per-source, aggregate, new-conns, max-conns, ban)")
                     } else {
                         MATCH_EXPECTED.to_string()
                     };
@@ -510,10 +531,73 @@ impl Parser {
         }
         if r.action.node == Action::Limit && r.limits.is_empty() {
             return Err(Diagnostic::error(cur.eol, "a `limit` rule needs at least one limit")
-                .expected("per-source RATE, aggregate RATE, new-conns RATE or max-conns N"));
+                .expected("per-source RATE, per-source requests RATE, aggregate RATE, new-conns RATE or max-conns N"));
         }
         Ok(r)
     }
+}
+
+/// The settings after `http`, up to the end of the line (each at most once).
+fn http_spec(cur: &mut Cur<'_>) -> PResult<HttpSpec> {
+    let mut h = HttpSpec::default();
+    while !cur.at_end() {
+        let what = one_of(&HTTP_KEYWORDS);
+        let (kw, ks) = cur.word(&what)?;
+        let twice = |ks: Span, kw: &str| {
+            Err(Diagnostic::error(ks, format!("'{kw}' given twice on one `http` line")).expected("each setting once"))
+        };
+        match kw.as_str() {
+            "max-header-bytes" | "max-header-line" => {
+                let v = size(cur, "a size in bytes, e.g. 8k (8192), 4096 or 1M")?;
+                let slot = if kw == "max-header-bytes" { &mut h.max_header_bytes } else { &mut h.max_header_line };
+                if slot.is_some() {
+                    return twice(ks, &kw);
+                }
+                *slot = Some(v);
+            }
+            "max-headers" => {
+                if h.max_headers.is_some() {
+                    return twice(ks, &kw);
+                }
+                h.max_headers = Some(num(cur, "a number of header fields, e.g. 64")?);
+            }
+            "methods" => {
+                if h.methods.is_some() {
+                    return twice(ks, &kw);
+                }
+                h.methods = Some(list(cur, |c| {
+                    let (w, s) = c.word("a request method, e.g. GET")?;
+                    Ok(Spanned { node: w, span: s })
+                })?);
+            }
+            "ban" => {
+                if h.ban.is_some() {
+                    return twice(ks, &kw);
+                }
+                h.ban = Some(Spanned { node: ban_spec(cur)?, span: ks });
+            }
+            other => {
+                let mut d = Diagnostic::error(ks, format!("unknown http setting '{other}'")).expected(what);
+                if let Some(s) = suggest(other, &HTTP_KEYWORDS) {
+                    d = d.note(s);
+                }
+                return Err(d);
+            }
+        }
+    }
+    Ok(h)
+}
+
+/// `DURATION [after N]` (after the word `ban`).
+fn ban_spec(cur: &mut Cur<'_>) -> PResult<BanSpec> {
+    let d = duration(cur)?;
+    let after = if cur.peek_word() == Some("after") {
+        cur.i += 1;
+        Some(num(cur, "a number of violations before the ban, e.g. 3")?.node)
+    } else {
+        None
+    };
+    Ok(BanSpec { duration: d.node, after })
 }
 
 /// One or two rates (a pps and/or a bps threshold) up to the end of the line.

@@ -33,6 +33,25 @@ pub(crate) fn number(w: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// A size in bytes: digits with an optional binary suffix (`k` = 1024, `M` = 1024², `G`),
+/// as web servers write buffer sizes (`8k`).
+pub(super) fn size(cur: &mut Cur<'_>, what: &str) -> PResult<Spanned<u64>> {
+    let (w, s) = cur.word(what)?;
+    let (digits, mult) = match w.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&w[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&w[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&w[..i], 1 << 30),
+        _ => (w.as_str(), 1),
+    };
+    let n = (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse::<u64>().ok()?.checked_mul(mult))
+        .flatten();
+    match n {
+        Some(n) => Ok(Spanned { node: n, span: s }),
+        None => Err(Diagnostic::error(s, format!("'{w}' is not a size")).expected(what)),
+    }
+}
+
 pub(super) fn num(cur: &mut Cur<'_>, what: &str) -> PResult<Spanned<u64>> {
     let (w, s) = cur.word(what)?;
     match number(&w) {
@@ -87,9 +106,10 @@ pub(super) fn duration(cur: &mut Cur<'_>) -> PResult<Spanned<Duration>> {
         "s" => Some(Duration::from_secs(n)),
         "m" => n.checked_mul(60).map(Duration::from_secs),
         "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86_400).map(Duration::from_secs),
         _ => {
             return Err(Diagnostic::error(sub(s, &w, digits.len(), w.len()), format!("unknown time unit '{unit}'"))
-                .expected("ms, s, m or h"))
+                .expected("ms, s, m, h or d"))
         }
     };
     match d {

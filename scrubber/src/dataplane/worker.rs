@@ -385,8 +385,8 @@ fn judge_batch(
         match verdicts[k] {
             Verdict::Forward => out.send(side.other(), d),
             Verdict::Reply => out.send(side, d),
-            Verdict::ForwardWithReply | Verdict::ReplyTwice => {
-                if verdicts[k] == Verdict::ForwardWithReply {
+            Verdict::ForwardWithReply | Verdict::ReplyTwice | Verdict::Reset(_) => {
+                if verdicts[k] != Verdict::ReplyTwice {
                     out.send(side.other(), d);
                 } else {
                     out.send(side, d);

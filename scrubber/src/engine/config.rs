@@ -80,6 +80,9 @@ pub struct EngineConfig {
     pub int_mtu: u16,
     /// MTU of the ext link (frames towards the clients), 0 when unknown.
     pub ext_mtu: u16,
+    /// The ban table shared by every engine of the process (see [`crate::engine::ban`]);
+    /// `None`: the engine makes its own.
+    pub bans: Option<Arc<crate::engine::ban::BanTable>>,
 }
 
 impl Default for EngineConfig {
@@ -100,6 +103,7 @@ impl Default for EngineConfig {
             per_source_slots: 65_536,
             int_mtu: 0,
             ext_mtu: 0,
+            bans: None,
         }
     }
 }
@@ -146,6 +150,7 @@ impl EngineConfig {
                 SynMode::Track => rulespec::ast::SynMode::Track,
             }),
             now_ns,
+            http_slots: self.table_capacity,
         }
     }
 

@@ -292,6 +292,25 @@ crate::counters! {
         /// New connections not counted towards a `max-conns` limit because another source held
         /// their counter slot.
         counter "policy" conn_count_collisions,
+        /// Sources this engine banned: a `ban` of a limit rule or of an `http` line reached its
+        /// number of violations (see `scrubber ban list`).
+        counter "policy" bans_made,
+        /// Requests started on connections of `http` services (counted at their first byte).
+        counter "http" http_requests,
+        /// Connections of `http` services reset both ways because a request broke a check or
+        /// the request limit (the segment is counted by reason, the two RSTs in `rst_sent`).
+        counter "http" http_resets,
+        /// Connections of `http` services no longer followed: a transfer coding other than
+        /// chunked, a chunk size or extension beyond the limits, or a segment whose state was
+        /// lost and that does not start a request.
+        counter "http" http_unchecked,
+        /// Connections of `http` services that switched protocols (a 101 answer to `Upgrade`,
+        /// a 2xx to `CONNECT`): no longer HTTP, no longer followed.
+        counter "http" http_switched,
+        /// Client segments of `http` services whose connection state was not in the table
+        /// (replaced in a full table, or a session picked up or restored): followed again from
+        /// the segment when it starts like a request, else unchecked.
+        counter "http" http_states_lost,
     }
 }
 
@@ -350,6 +369,10 @@ crate::counters! {
         counter "class" class_legit,
         /// Bytes of `class_legit` (IP length).
         counter "class" class_legit_bytes,
+        /// Requests started towards it (services with `http`).
+        counter "http" http_requests,
+        /// Requests towards it that broke an `http` check or the request limit (connection reset).
+        counter "http" http_violations,
     }
 }
 

@@ -26,12 +26,14 @@
 //!
 //! The engine allocates nothing per frame, takes no locks and makes no syscalls.
 
+pub mod ban;
 pub mod batch;
 pub mod config;
 pub mod cookie;
 pub mod counters;
 pub mod detect;
 pub mod flow;
+pub mod http;
 pub mod icmp;
 pub mod policy;
 pub mod session;
@@ -107,6 +109,13 @@ pub struct Engine {
     frame_max_conns: Option<(u32, bool)>,
     /// Set by the rules for the frame being judged: the address class of its destination.
     frame_dst_class: Option<u32>,
+    /// Set by the rules for the frame being judged: the `limit` rule whose `per-source
+    /// requests` counts its requests, and whether that rule only observes.
+    frame_req_rule: Option<(u16, bool)>,
+    /// Bit `i` set when service `i` has `http` checks.
+    http_svcs: u128,
+    /// Bans, shared by the engines of the process.
+    bans: Arc<ban::BanTable>,
     cookies: SynCookies,
     table: SessionTable,
     /// New SYNs on live 4-tuples (reconnects on a busy port).
@@ -145,6 +154,9 @@ impl Engine {
             started_ns: None,
             frame_max_conns: None,
             frame_dst_class: None,
+            frame_req_rule: None,
+            http_svcs: 0,
+            bans: cfg.bans.clone().unwrap_or_else(|| Arc::new(ban::BanTable::new(4096, seed.rotate_left(3)))),
             cookies: SynCookies::new(CookieKey::from_bytes(cfg.cookie_key), cfg.cookie_slot_secs),
             table,
             recent_syns: RecentSyns::new(seed.rotate_left(29)),
@@ -174,6 +186,12 @@ impl Engine {
             }
         }
         self.observe = self.pol.compiled.settings().mode == rulespec::ast::Mode::Observe;
+        self.http_svcs = 0;
+        for (i, s) in self.pol.services.iter().enumerate().take(128) {
+            if s.http.is_some() {
+                self.http_svcs |= 1 << i;
+            }
+        }
         self.judge_rules =
             !self.pol.compiled.rules().is_empty() || self.pol.compiled.settings().default != Action::Allow;
     }
@@ -226,6 +244,16 @@ impl Engine {
             l.add_table(t);
         }
         l
+    }
+
+    /// The HTTP state table's statistics (zero without `http` services).
+    pub fn http_table_stats(&self) -> http::HttpTableStats {
+        self.pol.http.as_ref().map(|t| t.stats()).unwrap_or_default()
+    }
+
+    /// The ban table this engine consults.
+    pub fn bans(&self) -> &Arc<ban::BanTable> {
+        &self.bans
     }
 
     /// The SYN mode of the first service (`Proxy` for `syn auto`), for reports.
@@ -317,6 +345,7 @@ impl Engine {
         }
         self.frame_max_conns = None;
         self.frame_dst_class = None;
+        self.frame_req_rule = None;
         let (verdict, target) = match d {
             Ok(d) => {
                 let (v, t) = self.judge(now, dir, d, frame, extra);
@@ -356,6 +385,10 @@ impl Engine {
                 }
             }
             Verdict::Drop(r) => c.drop(r),
+            Verdict::Reset(r) => {
+                c.drop(r);
+                c.rst_sent += 2;
+            }
         }
         if dir == Direction::Inbound {
             if let Some(t) = target.and_then(|i| c.per_target.get_mut(i)) {
@@ -363,7 +396,7 @@ impl Engine {
                 match verdict {
                     Verdict::Forward | Verdict::ForwardWithReply => t.forwarded += 1,
                     Verdict::Reply | Verdict::ReplyTwice => t.replied += 1,
-                    Verdict::Drop(_) => t.dropped += 1,
+                    Verdict::Drop(_) | Verdict::Reset(_) => t.dropped += 1,
                 }
             }
         }
@@ -392,6 +425,9 @@ impl Engine {
                 return (Verdict::Forward, None);
             }
             Net::Ipv4 | Net::Ipv6 => {}
+        }
+        if dir == Direction::Inbound && self.bans.any() && self.bans.banned(d.v6, &d.src, now) {
+            return (Verdict::Drop(DropReason::Banned), self.target_of(d));
         }
         if dir == Direction::Inbound && !d.nd && self.judge_rules {
             if let Some(r) = self.rules(now, d) {
@@ -437,7 +473,7 @@ impl Engine {
             }
         };
         let v = match dir {
-            Direction::Inbound => self.tcp_inbound(now, d, frame, target),
+            Direction::Inbound => self.tcp_inbound(now, d, frame, extra, target),
             Direction::Outbound => self.tcp_outbound(now, d, frame, extra, target),
         };
         (v, Some(target))

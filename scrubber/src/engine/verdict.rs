@@ -40,6 +40,11 @@ pub enum Verdict {
     ReplyTwice,
     /// Do not send the frame. The reason is counted.
     Drop(DropReason),
+    /// The frame's segment was dropped (the reason is counted) and its connection reset both
+    /// ways: the frame now holds a RST for the other side (sent out of the other interface,
+    /// like `Forward`) and the `extra` buffer a RST for the sender (sent back out of the
+    /// arrival interface). Used when a request breaks an `http` service's checks.
+    Reset(DropReason),
 }
 
 macro_rules! drop_reasons {
@@ -157,6 +162,29 @@ drop_reasons! {
     NewConnLimit = "new_conn_limit",
     /// A new connection over a `limit` rule's `max-conns` for its source.
     ConnLimit = "conn_limit",
+    /// A request head of an `http` service longer than its `max-header-bytes` (the
+    /// connection is reset both ways).
+    HttpHeaderTooLarge = "http_header_too_large",
+    /// A line of a request head longer than the service's `max-header-line` (reset both ways).
+    HttpHeaderLineTooLong = "http_header_line_too_long",
+    /// A request with more header fields than the service's `max-headers` (reset both ways).
+    HttpTooManyHeaders = "http_too_many_headers",
+    /// A request line that is not `METHOD SP TARGET SP HTTP/D.D` (reset both ways).
+    HttpBadRequestLine = "http_bad_request_line",
+    /// A request method not in the service's `methods` (reset both ways).
+    HttpMethod = "http_method",
+    /// A malformed header line (no colon, a space before it, folding, control characters) or
+    /// ambiguous framing (two Content-Lengths, Content-Length with Transfer-Encoding, a
+    /// Content-Length that is not a number): reset both ways.
+    HttpBadHeader = "http_bad_header",
+    /// A request over a `per-source requests` limit (reset both ways).
+    HttpRequestLimit = "http_request_limit",
+    /// A client segment of an `http` service that starts beyond the next byte the checks
+    /// expect while a request head is being read: not checked, dropped (the client sends it
+    /// again in order).
+    HttpOutOfOrder = "http_out_of_order",
+    /// A frame from a banned source (see `scrubber ban list`).
+    Banned = "banned",
 }
 
 impl core::fmt::Display for DropReason {

@@ -62,6 +62,9 @@ pub struct PrepareOptions {
     pub force_syn: Option<rulespec::ast::SynMode>,
     /// The time the policy is prepared (buckets start full).
     pub now_ns: u64,
+    /// Connection states of the HTTP checks (when a service has `http`): as many as the
+    /// session table holds.
+    pub http_slots: usize,
 }
 
 impl Default for PrepareOptions {
@@ -74,6 +77,7 @@ impl Default for PrepareOptions {
             fixed_advertise: false,
             force_syn: None,
             now_ns: 0,
+            http_slots: 65_536,
         }
     }
 }
@@ -129,6 +133,10 @@ pub(crate) struct SvcRt {
     pub win_start: u64,
     pub win_syns: u64,
     pub proxy_until: u64,
+    /// `http`: the request-head checks.
+    pub http: Option<Box<crate::engine::http::HttpLimits>>,
+    /// `http … ban`: (duration in ns, violations).
+    pub http_ban: Option<(u64, u32)>,
 }
 
 /// One rule's runtime state in one engine.
@@ -138,6 +146,10 @@ pub(crate) struct RuleRt {
     pub source: Option<SourceTable>,
     pub aggregate: Option<Aggregate>,
     pub max_conns: Option<u32>,
+    /// `per-source requests`: one new-connection bucket per source, charged per request.
+    pub requests: Option<SourceTable>,
+    /// `ban`: (duration in ns, violations).
+    pub ban: Option<(u64, u32)>,
 }
 
 /// A policy ready to be installed in one engine (see the module docs).
@@ -154,6 +166,12 @@ pub struct Prepared {
     pub(crate) pickup: Option<Box<crate::engine::tcp::pickup::PickupGate>>,
     /// A cookie secret to rotate to when installed (see [`Prepared::with_cookie_key`]).
     pub(crate) cookie_key: Option<([u8; 16], u64)>,
+    /// Connection states of the HTTP checks, when a service has `http`.
+    pub(crate) http: Option<Box<crate::engine::http::HttpTable>>,
+}
+
+fn ban_of(b: &rulespec::Ban) -> (u64, u32) {
+    (b.duration.as_nanos().min(u128::from(u64::MAX)) as u64, b.after.max(1))
 }
 
 /// The policy an [`crate::Engine::install`] replaced, with whatever it no longer needs: drop it
@@ -240,6 +258,8 @@ impl Prepared {
                     win_start: 0,
                     win_syns: 0,
                     proxy_until: 0,
+                    http: s.http.as_ref().map(|h| Box::new(crate::engine::http::HttpLimits::new(h))),
+                    http_ban: s.http.as_ref().and_then(|h| h.ban.as_ref()).map(ban_of),
                 }
             })
             .collect();
@@ -248,6 +268,7 @@ impl Prepared {
             let mut sl = SourceLimits::default();
             let mut agg: Option<(Option<TokenBucket>, Option<TokenBucket>)> = None;
             let mut max_conns = None;
+            let mut requests = None;
             for l in &r.limits {
                 match l {
                     CLimit::PerSource { pps, bps } => {
@@ -262,6 +283,7 @@ impl Prepared {
                     }
                     CLimit::NewConns(b) => sl.new_conns = Some(bucket(b, 1)),
                     CLimit::MaxConns(n) => max_conns = Some(*n),
+                    CLimit::Requests(b) => requests = Some(bucket(b, 1)),
                 }
             }
             let seed = o.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -270,6 +292,11 @@ impl Prepared {
                 source: sl.any().then(|| SourceTable::new(sl, o.per_source_slots, seed)),
                 aggregate: agg.map(|(p, b)| Aggregate::new(p, b, o.now_ns)),
                 max_conns,
+                requests: requests.map(|b| {
+                    let l = SourceLimits { new_conns: Some(b), ..SourceLimits::default() };
+                    SourceTable::new(l, o.per_source_slots, seed.rotate_left(23))
+                }),
+                ban: r.ban.as_ref().map(ban_of),
             });
         }
         let per_target: Vec<TargetCounters> = cs.iter().map(|s| TargetCounters::new(s.name.clone())).collect();
@@ -281,7 +308,10 @@ impl Prepared {
             Box::new(crate::engine::tcp::pickup::PickupGate::new(o.rate_share, o.seed.rotate_left(7), o.now_ns))
         });
         let top_sources = vec![Default::default(); 2 * per_target.len()];
-        Ok(Prepared { compiled, services, rules, per_target, per_rule, top_sources, pickup, cookie_key: None })
+        let http_idle = services.iter().filter(|s| s.http.is_some()).map(|s| s.timeouts.established_ms).max();
+        let http = http_idle
+            .map(|idle| Box::new(crate::engine::http::HttpTable::new(o.http_slots, o.seed.rotate_left(11), idle)));
+        Ok(Prepared { compiled, services, rules, per_target, per_rule, top_sources, pickup, cookie_key: None, http })
     }
 
     /// Install this policy together with the cookie secret `key` (read at `now_ns`): an engine whose secret
@@ -307,10 +337,19 @@ impl Prepared {
         if self.pickup.is_some() && old.pickup.is_some() {
             core::mem::swap(&mut self.pickup, &mut old.pickup);
         }
+        // Connections keep their HTTP state (the new limits apply from their next byte).
+        if self.http.is_some() && old.http.is_some() {
+            core::mem::swap(&mut self.http, &mut old.http);
+        }
         for (i, r) in self.rules.iter_mut().enumerate() {
             let Some(j) = old.rules.iter().position(|o| o.fingerprint == r.fingerprint) else { continue };
             let o = &mut old.rules[j];
             if let (Some(new), Some(prev)) = (&mut r.source, &mut o.source) {
+                let limits = *new.limits();
+                core::mem::swap(new, prev);
+                new.set_limits(limits);
+            }
+            if let (Some(new), Some(prev)) = (&mut r.requests, &mut o.requests) {
                 let limits = *new.limits();
                 core::mem::swap(new, prev);
                 new.set_limits(limits);

@@ -73,6 +73,12 @@ impl Engine {
                         self.frame_max_conns = Some((n, hit.observe));
                     }
                 }
+                if rt.requests.is_some() {
+                    // Requests are counted where they start, in the service's HTTP checks.
+                    if !(hit.observe && self.frame_req_rule.is_some_and(|(_, obs)| !obs)) {
+                        self.frame_req_rule = hit.rule.map(|i| (i, hit.observe));
+                    }
+                }
                 let syn = d.tcp.flags & (tf::SYN | tf::ACK) == tf::SYN;
                 let bytes = u64::from(ip_len);
                 let refused = match &mut rt.source {
@@ -94,6 +100,9 @@ impl Engine {
                 }
             }
         };
+        if !hit.observe && matches!(reason, DropReason::RateLimited | DropReason::NewConnLimit) {
+            self.ban_strike(now, d, hit.rule);
+        }
         let rc = hit.rule.and_then(|i| self.counters.per_rule.get_mut(usize::from(i)));
         if hit.observe {
             if let Some(rc) = rc {
@@ -106,6 +115,16 @@ impl Engine {
                 rc.dropped += 1;
             }
             Some(reason)
+        }
+    }
+
+    /// A `limit` rule with `ban` refused a frame of `d`'s source: one strike towards its ban.
+    #[inline(never)]
+    pub(crate) fn ban_strike(&mut self, now: u64, d: &Dissected, rule: Option<u16>) {
+        let Some(i) = rule else { return };
+        let Some((dur, after)) = self.pol.rules.get(usize::from(i)).and_then(|r| r.ban) else { return };
+        if self.bans.strike(d.v6, &d.src, now, dur, after, crate::engine::ban::BanWhy::Rule(i)) {
+            self.counters.bans_made += 1;
         }
     }
 

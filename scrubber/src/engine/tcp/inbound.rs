@@ -15,7 +15,14 @@ use crate::wire::frame::Dissected;
 impl Engine {
     /// A TCP segment from ext towards service `svc`.
     #[inline]
-    pub(crate) fn tcp_inbound(&mut self, now: u64, d: &Dissected, frame: &mut FrameBuf<'_>, svc: usize) -> Verdict {
+    pub(crate) fn tcp_inbound(
+        &mut self,
+        now: u64,
+        d: &Dissected,
+        frame: &mut FrameBuf<'_>,
+        extra: &mut FrameBuf<'_>,
+        svc: usize,
+    ) -> Verdict {
         let tk = tick(now);
         self.counters.tcp_flags_inbound[usize::from(d.tcp.flags)] += 1;
         if let Err(r) = check_flags(d.tcp.flags) {
@@ -55,7 +62,14 @@ impl Engine {
             SessionState::ProxySynSent => self.inbound_backend_pending(tk, d, frame, &key, id, &s),
             SessionState::SynSent | SessionState::OutSynSent => Verdict::Drop(DropReason::AckBeforeSynAck),
             // SynRecv, OutSynRecv, Established, FinWait, Closing.
-            _ => self.inbound_open(now, d, frame, id, &s),
+            _ => {
+                if d.tcp.payload_len > 0 && self.http_followed(svc, &s) && !f.rst {
+                    if let Some(v) = self.http_inbound(now, d, frame, extra, &key, id, &s, svc) {
+                        return v;
+                    }
+                }
+                self.inbound_open(now, d, frame, id, &s)
+            }
         }
     }
 
@@ -131,6 +145,9 @@ impl Engine {
                 match self.table.insert_probe(&self.probe(key), s) {
                     Ok(_) => {
                         self.counters.sessions_tracked += 1;
+                        if self.http_followed(svc, &s) {
+                            self.http_open(key, d.tcp.seq.wrapping_add(1), now);
+                        }
                         Verdict::Forward
                     }
                     Err(_) => Verdict::Drop(DropReason::SessionTableFull),

@@ -22,6 +22,7 @@ pub mod outbound;
 pub mod pickup;
 pub mod proxy;
 pub mod recent;
+pub mod requests;
 pub mod seq;
 pub mod stash;
 pub mod translate;

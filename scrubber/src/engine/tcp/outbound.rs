@@ -149,6 +149,9 @@ impl Engine {
         if let Some(v) = self.too_big(now, Direction::Outbound, d, frame) {
             return v;
         }
+        if d.tcp.payload_len >= 12 && self.http_svcs != 0 {
+            self.http_outbound(now, d, frame, s);
+        }
         if s.flags & F_PROXIED != 0 {
             if let Err(r) = super::translate::outbound(d, frame, s) {
                 return Verdict::Drop(r);

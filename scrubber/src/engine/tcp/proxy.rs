@@ -152,6 +152,15 @@ impl Engine {
             return Some(Verdict::Drop(DropReason::SessionTableFull));
         }
         self.counters.sessions_proxied += 1;
+        if self.http_followed(svc, &s) {
+            if let Err(r) = self.http_early_data(now, d, frame, key, svc) {
+                if let Some(id) = self.table.lookup_probe(&self.probe(key), tick(now)) {
+                    self.table.remove(id);
+                }
+                self.stash.forget(key);
+                return Some(Verdict::Drop(r));
+            }
+        }
         if d.tcp.payload_len > 0 {
             // Early data (a Fast Open client resending its SYN's data): kept for the backend.
             let at = d.l4_off + d.tcp.header_len;

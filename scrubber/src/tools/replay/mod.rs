@@ -299,6 +299,23 @@ pub fn replay_until(engine: &mut Engine, opts: &ReplayFiles, stop_flag: &AtomicB
                         o.write(rec.ts_ns, &orig[..rec.caplen], rec.orig_len as usize)?;
                     }
                 }
+                Verdict::Reset(reason) => {
+                    // The segment is dropped; the RST to the other side is sent on, the one to
+                    // the sender answered.
+                    s.dropped += 1;
+                    s.dropped_by_reason.0[reason.index()] += 1;
+                    s.reset_verdicts += 1;
+                    s.replied += 1;
+                    if let (Some(o), Some(orig)) = (drop.as_mut(), originals.get(k)) {
+                        o.write(rec.ts_ns, &orig[..rec.caplen], rec.orig_len as usize)?;
+                    }
+                    if let Some(o) = pass.as_mut() {
+                        o.write(rec.ts_ns, &frame[..len], len)?;
+                    }
+                    if let Some(o) = answers.as_mut() {
+                        o.write(rec.ts_ns, &extra[..xlen], xlen)?;
+                    }
+                }
             }
         }
         progress.tick(s.frames);

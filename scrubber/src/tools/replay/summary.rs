@@ -89,6 +89,9 @@ pub struct Summary {
     pub reply_verdicts: u64,
     /// Verdicts that were [`crate::Verdict::ForwardWithReply`].
     pub forward_with_reply_verdicts: u64,
+    /// Verdicts that were [`crate::Verdict::Reset`]: the segment dropped (counted in
+    /// `dropped`), its connection reset both ways (a RST sent on, one answered).
+    pub reset_verdicts: u64,
     /// Frames dropped, all reasons.
     pub dropped: u64,
     /// Frames dropped, per reason (every reason, zeros included).
@@ -135,6 +138,7 @@ impl Summary {
             replied: 0,
             reply_verdicts: 0,
             forward_with_reply_verdicts: 0,
+            reset_verdicts: 0,
             dropped: 0,
             dropped_by_reason: ReasonCounts::default(),
             snapped: 0,
@@ -244,6 +248,13 @@ impl Summary {
                 o,
                 "  ({} forwarded frames also sent an answer back)",
                 group(self.forward_with_reply_verdicts)
+            );
+        }
+        if self.reset_verdicts > 0 {
+            let _ = writeln!(
+                o,
+                "  ({} dropped segments reset their connection both ways: a RST sent on, one answered)",
+                group(self.reset_verdicts)
             );
         }
 
