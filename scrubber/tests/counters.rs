@@ -65,10 +65,13 @@ fn snapshot() -> Snapshot {
     fill(&mut w.table, 2000);
     fill(&mut w.limiter, 3000);
     fill(&mut w.rings, 4000);
+    fill(&mut w.http, 4500);
     let mut reload = ReloadStats::default();
     fill(&mut reload, 5000);
     let mut links = scrubber::control::links::LinkStats::default();
     fill(&mut links, 6000);
+    let mut bans = scrubber::engine::ban::BanStats::default();
+    fill(&mut bans, 7000);
     Snapshot {
         version: SNAPSHOT_VERSION,
         pid: 1,
@@ -80,6 +83,13 @@ fn snapshot() -> Snapshot {
         events: Default::default(),
         under_attack: vec!["web".into()],
         samples: Default::default(),
+        bans,
+        banned: vec![scrubber::control::bans::Listed {
+            addr: "198.19.1.2".into(),
+            seconds_left: 42,
+            strikes: 3,
+            by: "http checks of web".into(),
+        }],
         workers: vec![w],
     }
 }
@@ -96,6 +106,9 @@ fn stats_text_shows_every_declared_counter() {
     assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::links::LinkStats>());
     assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::events::EventStats>());
     assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::samples::SampleStats>());
+    assert_in_text("scrubber stats", &text, &group_names::<scrubber::engine::http::HttpTableStats>());
+    assert_in_text("scrubber stats", &text, &group_names::<scrubber::engine::ban::BanStats>());
+    assert!(text.contains("198.19.1.2") && text.contains("http checks of web"), "{text}");
     assert!(text.contains("under attack: web"), "{text}");
     let labels = family_labels(&s.workers[0].counters);
     assert_in_text("scrubber stats", &text, &labels.iter().map(String::as_str).collect::<Vec<_>>());

@@ -8,6 +8,7 @@
 //! * `scrubber gen-secret` — a fresh SYN-cookie secret.
 //! * `scrubber lab` — the network-namespace lab (with the `lab` feature; [`lab`]).
 
+mod ban;
 mod check;
 #[cfg(feature = "lab")]
 mod lab;
@@ -69,6 +70,7 @@ enum Command {
     Replay(replay::ReplayArgs),
     Stats(stats::StatsArgs),
     Top(top::TopArgs),
+    Ban(ban::BanArgs),
     GenSecret(GenSecretArgs),
     #[cfg(feature = "lab")]
     Lab(lab::LabArgs),
@@ -130,6 +132,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Replay(a) => replay::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Top(a) => top::run(a),
+        Command::Ban(a) => ban::run(a),
         Command::GenSecret(_) => gen_secret(),
         #[cfg(feature = "lab")]
         Command::Lab(a) => lab::cmd_lab(a),

@@ -80,6 +80,7 @@ pub fn render(snap: &Snapshot) -> String {
     b.group("table", &workers.iter().map(|x| (w(x.worker), &x.table)).collect::<Vec<_>>());
     b.group("limiter", &workers.iter().map(|x| (w(x.worker), &x.limiter)).collect::<Vec<_>>());
     b.group("rings", &workers.iter().map(|x| (w(x.worker), &x.rings)).collect::<Vec<_>>());
+    b.group("http_table", &workers.iter().map(|x| (w(x.worker), &x.http)).collect::<Vec<_>>());
     for (name, help, would) in [
         ("drops_by_reason", "Frames dropped, by reason.", false),
         ("would_drops_by_reason", "Frames a drop was decided for but forwarded (observe), by reason.", true),
@@ -120,6 +121,7 @@ pub fn render(snap: &Snapshot) -> String {
     b.group("links", &[(Vec::new(), &snap.links)]);
     b.group("events", &[(Vec::new(), &snap.events)]);
     b.group("samples", &[(Vec::new(), &snap.samples)]);
+    b.group("bans", &[(Vec::new(), &snap.bans)]);
     // Attack state and top sources per target (targets as the first worker lists them).
     if let Some(first) = workers.first() {
         let attacked = first
@@ -283,6 +285,8 @@ mod tests {
             events: Default::default(),
             under_attack: vec!["svc3".into()],
             samples: Default::default(),
+            bans: Default::default(),
+            banned: Vec::new(),
             workers,
         };
         let t = std::time::Instant::now();
@@ -316,6 +320,8 @@ mod tests {
             events: Default::default(),
             under_attack: vec![],
             samples: Default::default(),
+            bans: Default::default(),
+            banned: Vec::new(),
             workers: vec![w],
         };
         let text = render(&snap);

@@ -12,7 +12,9 @@
 //!   memlock), all reported at once with their fix.
 //! * [`knobs`] — kernel NAPI knobs applied at start and restored at exit.
 //! * [`signals`] — stop and reload flags set by SIGINT/SIGTERM and SIGHUP.
+//! * [`bans`] — `scrubber ban list|add|del` over the control socket.
 
+pub mod bans;
 pub mod config;
 pub mod events;
 pub mod failopen;

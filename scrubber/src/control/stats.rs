@@ -72,6 +72,13 @@ pub fn render(cur: &Snapshot, prev: Option<&Snapshot>) -> String {
     render_group(&mut o, &cur.links, prev.zip(dt).map(|(p, secs)| Since { prev: &p.links, secs }));
     render_group(&mut o, &cur.events, prev.zip(dt).map(|(p, secs)| Since { prev: &p.events, secs }));
     render_group(&mut o, &cur.samples, prev.zip(dt).map(|(p, secs)| Since { prev: &p.samples, secs }));
+    render_group(&mut o, &cur.bans, prev.zip(dt).map(|(p, secs)| Since { prev: &p.bans, secs }));
+    if !cur.banned.is_empty() {
+        let _ = writeln!(o, "banned (first {}; all: scrubber ban list):", cur.banned.len());
+        for b in &cur.banned {
+            let _ = writeln!(o, "  {:<40} {:>7} s left  {}", b.addr, b.seconds_left, b.by);
+        }
+    }
     let _ = writeln!(
         o,
         "under attack: {}",
@@ -99,6 +106,7 @@ fn block(o: &mut String, t: &Totals, p: Option<(&Totals, f64)>) {
     render_group(o, &t.table, p.map(|(p, secs)| Since { prev: &p.table, secs }));
     render_group(o, &t.limiter, p.map(|(p, secs)| Since { prev: &p.limiter, secs }));
     render_group(o, &t.rings, p.map(|(p, secs)| Since { prev: &p.rings, secs }));
+    render_group(o, &t.http, p.map(|(p, secs)| Since { prev: &p.http, secs }));
 }
 
 fn human_duration(secs: f64) -> String {
@@ -144,6 +152,8 @@ mod tests {
             events: Default::default(),
             under_attack: Vec::new(),
             samples: Default::default(),
+            bans: Default::default(),
+            banned: Vec::new(),
             workers: vec![w],
         }
     }

@@ -39,6 +39,8 @@ pub const STEP: Duration = Duration::from_millis(100);
 pub const DETECT_EVERY: Duration = Duration::from_millis(500);
 /// How often the rule file and its lists are checked for changes.
 pub const FILE_CHECK: Duration = Duration::from_secs(1);
+/// Entries of the ban table (fixed memory: 48 bytes each, shared by the workers).
+pub const BAN_SLOTS: usize = 65_536;
 
 /// Why `scrubber run` could not start or ended badly. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +245,10 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         return Err(RunError::Queues { workers, cores: cfg.cores_spec.clone(), ext: cfg.ext.clone(), queues });
     }
 
+    // One ban table for every worker (see `engine::ban`).
+    let ban_seed = u64::from_le_bytes(cfg.engine.cookie_key[..8].try_into().unwrap_or([0; 8])) ^ 0xba4_7ab1e;
+    let bans = Arc::new(crate::engine::ban::BanTable::new(BAN_SLOTS, ban_seed));
+    cfg.engine.bans = Some(Arc::clone(&bans));
     // Engines (allocate the session tables now, before attaching).
     let mut engines = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -288,6 +294,21 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     let (feed, inboxes) = policy_channels(workers);
     let publishers: Vec<Publisher> = (0..workers).map(|i| Publisher::new(WorkerStats::new(i, &targets))).collect();
     let server = Arc::new(StatsServer::start(&cfg.socket, publishers.clone(), ServerInfo::new(policy_desc.clone()))?);
+    let ban_server = match super::bans::BanServer::start(
+        &super::bans::ctl_path(&cfg.socket),
+        Arc::clone(&bans),
+        publishers.first().cloned(),
+    ) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(
+                "cannot listen on {}: {e}; `scrubber ban` will not reach this scrubber",
+                super::bans::ctl_path(&cfg.socket).display()
+            );
+            None
+        }
+    };
+    let mut bans_seen = 0u64;
     let metrics = match cfg.metrics {
         Some(a) => {
             let m = MetricsServer::start(a, Arc::clone(&server))?;
@@ -493,6 +514,23 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             if let Some(w) = &sample_writer {
                 server.set_samples(w.stats());
             }
+            let now = dataplane::now_ns();
+            bans.sweep(now);
+            let bs = bans.stats(now);
+            if bs.bans_added > bans_seen {
+                let new = bs.bans_added - bans_seen;
+                let first = super::bans::listed(&bans, now, publishers.first(), 3);
+                let eg: Vec<String> = first.iter().map(|b| format!("{} ({})", b.addr, b.by)).collect();
+                tracing::info!(
+                    banned = new,
+                    live = bs.bans_live,
+                    "{new} source(s) banned; {} live, e.g. {}",
+                    bs.bans_live,
+                    eg.join(", ")
+                );
+                bans_seen = bs.bans_added;
+            }
+            server.set_bans(bs, super::bans::listed(&bans, now, publishers.first(), super::telemetry::BANNED_LISTED));
         }
         if signals.take_reload() {
             let _ = hup_tx.send(());
@@ -531,6 +569,7 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         }
     }
 
+    drop(ban_server);
     tracing::info!("stopping: draining and detaching");
     let stopped: Vec<(Engine, PolicyInbox)> = match dp.take() {
         Some(d) => {

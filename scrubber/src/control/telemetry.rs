@@ -59,12 +59,21 @@ pub struct Totals {
     pub limiter: LimiterStats,
     /// Rings and hand-offs summed.
     pub rings: RingStats,
+    /// HTTP connection-state tables summed.
+    pub http: crate::engine::http::HttpTableStats,
 }
 
 impl Totals {
     /// One worker's numbers as a block of totals.
     pub fn of(w: &WorkerStats) -> Totals {
-        Totals { workers: 1, counters: w.counters.clone(), table: w.table, limiter: w.limiter, rings: w.rings }
+        Totals {
+            workers: 1,
+            counters: w.counters.clone(),
+            table: w.table,
+            limiter: w.limiter,
+            rings: w.rings,
+            http: w.http,
+        }
     }
 }
 
@@ -97,6 +106,12 @@ pub struct Snapshot {
     /// Sampled frames written (`--sample-dir`).
     #[serde(default)]
     pub samples: super::samples::SampleStats,
+    /// The ban table (see `scrubber ban`).
+    #[serde(default)]
+    pub bans: crate::engine::ban::BanStats,
+    /// The live bans expiring first (at most [`BANNED_LISTED`]; `scrubber ban list` has all).
+    #[serde(default)]
+    pub banned: Vec<super::bans::Listed>,
     /// One entry per worker, in worker order.
     pub workers: Vec<WorkerStats>,
 }
@@ -113,6 +128,7 @@ impl Snapshot {
                 table: TableStats::default(),
                 limiter: LimiterStats::default(),
                 rings: RingStats::default(),
+                http: Default::default(),
             },
         };
         for w in self.workers.iter().skip(1) {
@@ -121,6 +137,7 @@ impl Snapshot {
             t.table.merge(&w.table);
             t.limiter.merge(&w.limiter);
             t.rings.merge(&w.rings);
+            t.http.merge(&w.http);
         }
         t
     }
@@ -246,7 +263,12 @@ struct Extra {
     events: super::events::EventStats,
     under_attack: Vec<String>,
     samples: super::samples::SampleStats,
+    bans: crate::engine::ban::BanStats,
+    banned: Vec<super::bans::Listed>,
 }
+
+/// Bans listed in a snapshot.
+pub const BANNED_LISTED: usize = 20;
 
 impl Shared {
     fn policy(&self) -> Extra {
@@ -266,6 +288,8 @@ impl Shared {
             events: self.policy().events,
             under_attack: self.policy().under_attack,
             samples: self.policy().samples,
+            bans: self.policy().bans,
+            banned: self.policy().banned,
             workers: self.publishers.iter().map(Publisher::read).collect(),
         }
     }
@@ -350,6 +374,13 @@ impl StatsServer {
     /// Replace the sampling counters.
     pub fn set_samples(&self, samples: super::samples::SampleStats) {
         self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).samples = samples;
+    }
+
+    /// Replace the ban counters and the first bans listed.
+    pub fn set_bans(&self, bans: crate::engine::ban::BanStats, banned: Vec<super::bans::Listed>) {
+        let mut g = self.shared.policy.lock().unwrap_or_else(|e| e.into_inner());
+        g.bans = bans;
+        g.banned = banned;
     }
 
     /// Replace the link counters.
@@ -509,6 +540,8 @@ mod tests {
             events: Default::default(),
             under_attack: Vec::new(),
             samples: Default::default(),
+            bans: Default::default(),
+            banned: Vec::new(),
             workers: vec![worker(0, 1), worker(1, 3)],
         };
         let t = s.total();
@@ -541,6 +574,8 @@ mod tests {
             events: Default::default(),
             under_attack: Vec::new(),
             samples: Default::default(),
+            bans: Default::default(),
+            banned: Vec::new(),
             workers: vec![worker(0, 2)],
         };
         let json = serde_json::to_vec(&s).unwrap();

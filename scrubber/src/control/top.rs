@@ -151,10 +151,12 @@ pub fn draw(f: &mut Frame<'_>, cur: &Snapshot, prev: Option<&Snapshot>) {
             group(rate(tot.counters.dropped_total, ptot.as_ref().map(|p| p.counters.dropped_total), secs)),
         )),
         Line::from(format!(
-            "ring stalls: rx full {}/s, fill empty {}/s   attack events {}",
+            "ring stalls: rx full {}/s, fill empty {}/s   attack events {}   bans {}{}",
             group(rx_full),
             group(fill_empty),
-            group(cur.events.events)
+            group(cur.events.events),
+            group(cur.bans.bans_live),
+            cur.banned.first().map(|b| format!(" (e.g. {} {}s)", b.addr, b.seconds_left)).unwrap_or_default()
         )),
     ];
     f.render_widget(Paragraph::new(foot), rows[3]);
@@ -195,6 +197,8 @@ mod tests {
             events: Default::default(),
             under_attack: attacked,
             samples: Default::default(),
+            bans: Default::default(),
+            banned: Vec::new(),
             workers: vec![w.clone()],
         };
         let prev = mk(&w, 10.0, vec![]);

@@ -70,6 +70,9 @@ pub struct WorkerStats {
     pub limiter: LimiterStats,
     /// The worker's rings and hand-offs.
     pub rings: RingStats,
+    /// The worker's HTTP connection-state table.
+    #[serde(default)]
+    pub http: crate::engine::http::HttpTableStats,
 }
 
 impl WorkerStats {
@@ -85,6 +88,7 @@ impl WorkerStats {
             table: TableStats::default(),
             limiter: LimiterStats::default(),
             rings: RingStats::default(),
+            http: Default::default(),
         }
     }
 }

@@ -450,11 +450,12 @@ fn publish(p: &Publisher, e: &Engine, w: &SocketPair, ls: &RingStats) {
         tx_kicks: r.ext.tx_kicks + r.int.tx_kicks,
         ..*ls
     };
-    let (table, limiter) = (e.table().stats(), e.limiter_stats());
+    let (table, limiter, http) = (e.table().stats(), e.limiter_stats(), e.http_table_stats());
     p.update(|s| {
         s.counters.clone_from(e.counters());
         s.table = table;
         s.limiter = limiter;
+        s.http = http;
         s.rings = rings;
     });
 }
