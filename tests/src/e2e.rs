@@ -80,6 +80,8 @@ pub struct Lab {
     pub exe: String,
     pub socket: String,
     pub topo: Topology,
+    /// Where the server writes the requests it served (`peer serve --counts`).
+    pub served: PathBuf,
 }
 
 impl Lab {
@@ -97,11 +99,18 @@ impl Lab {
         }
         let topo = Topology::create(&tag, opts).expect("build the lab topology");
         let ns_s = topo.ns(Role::Server);
-        let server = NsChild::spawn(Some(&ns_s), &exe, &s(&["peer", "serve", "--listen", "[::]:80"]), true)
-            .expect("start the lab server");
+        let served = std::env::temp_dir().join(format!("scrubber-{tag}.served.json"));
+        let served_arg = served.display().to_string();
+        let server = NsChild::spawn(
+            Some(&ns_s),
+            &exe,
+            &s(&["peer", "serve", "--listen", "[::]:80", "--counts", &served_arg]),
+            true,
+        )
+        .expect("start the lab server");
         let counters = ServerCounters::install(&ns_s).expect("install nftables counters");
         let socket = format!("/run/scrubber-e2e-{tag}.sock");
-        let lab = Lab { scrubber: None, server, counters, exe, socket, topo };
+        let lab = Lab { scrubber: None, server, counters, exe, socket, topo, served };
         // The server listens before anything else happens (checked from inside its namespace).
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -292,8 +301,16 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// The HTTP requests the server has served so far (written every 200 ms).
+    pub fn served(&self) -> scrubber::tools::lab::peer::ServedCounts {
+        std::fs::read(&self.served).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.served);
         if self.scrubber.is_some() {
             let out = self.stop_scrubber();
             if std::thread::panicking() {

@@ -29,6 +29,45 @@ enum PeerCmd {
         /// Address to listen on, e.g. `[::]:80` (IPv4 and IPv6) or `198.18.0.10:80`.
         #[arg(long, value_name = "ADDR:PORT")]
         listen: SocketAddr,
+        /// Write the requests served (total, junk-header ones, by source) to this JSON file
+        /// about every 200 ms.
+        #[arg(long, value_name = "FILE")]
+        counts: Option<std::path::PathBuf>,
+    },
+    /// A botnet: HTTP clients from many source addresses (FIRST and the next N−1; the namespace
+    /// must own them, e.g. `ip route add local 198.19.16.0/22 dev lo`). Prints a JSON report
+    /// {offered, sent, answered, connects, connect_failed, cut, sources, seconds}.
+    Botnet {
+        /// Server address.
+        #[arg(long, value_name = "ADDR:PORT")]
+        to: SocketAddr,
+        /// First source address.
+        #[arg(long, value_name = "IPV4")]
+        first: std::net::Ipv4Addr,
+        /// Number of source addresses.
+        #[arg(long, value_name = "N", default_value_t = 1024)]
+        sources: u32,
+        /// `get` (a GET flood on keep-alive connections) or `junk` (giant made-up headers).
+        #[arg(long, value_enum)]
+        kind: BotKind,
+        /// Requests per second offered, over all sources.
+        #[arg(long, value_name = "R", default_value_t = 3000)]
+        rate: u64,
+        /// How long, in seconds (at most 600).
+        #[arg(long, value_name = "S", default_value_t = 5.0)]
+        seconds: f64,
+        /// Requests per connection (get).
+        #[arg(long, value_name = "K", default_value_t = 10)]
+        per_conn: u32,
+        /// Client threads.
+        #[arg(long, value_name = "T", default_value_t = 64)]
+        threads: usize,
+        /// Connect and read timeout, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 500)]
+        timeout_ms: u64,
+        /// Bytes of `i` in each of the four junk headers (junk).
+        #[arg(long, value_name = "B", default_value_t = 3000)]
+        junk_bytes: usize,
     },
     /// Open N short connections (HTTP/1.0 GET /) and print a JSON report
     /// {ok, failed, stalled, p50_ms, p99_ms, max_ms, secs, errors}. Exit 1 if any failed.
@@ -78,6 +117,12 @@ enum PeerCmd {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BotKind {
+    Get,
+    Junk,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum DirArg {
     Up,
     Down,
@@ -94,12 +139,37 @@ fn parse_rate(s: &str) -> Result<f64> {
 /// Run `scrubber peer …`.
 pub fn cmd_peer(a: PeerArgs) -> Result<()> {
     match a.cmd {
-        PeerCmd::Serve { listen } => {
+        PeerCmd::Serve { listen, counts } => {
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install signal handlers")?;
             }
-            peer::serve(listen, stop)?;
+            peer::serve_counting(listen, stop, counts)?;
+            Ok(())
+        }
+        PeerCmd::Botnet { to, first, sources, kind, rate, seconds, per_conn, threads, timeout_ms, junk_bytes } => {
+            if !(seconds.is_finite() && seconds > 0.0 && seconds <= 600.0) {
+                bail!("--seconds {seconds}: give a time between 0 and 600 seconds (every flood is bounded)");
+            }
+            if sources == 0 || threads == 0 || threads > 1024 || rate == 0 {
+                bail!("--sources, --rate and --threads (at most 1024) must be above 0");
+            }
+            let rep = scrubber::tools::lab::botnet::run(&scrubber::tools::lab::botnet::BotnetOptions {
+                to,
+                first,
+                sources,
+                kind: match kind {
+                    BotKind::Get => scrubber::tools::lab::botnet::Kind::Get,
+                    BotKind::Junk => scrubber::tools::lab::botnet::Kind::Junk,
+                },
+                rate,
+                duration: Duration::from_secs_f64(seconds),
+                per_conn,
+                threads,
+                timeout: Duration::from_millis(timeout_ms.clamp(10, 60_000)),
+                junk_bytes: junk_bytes.min(1 << 20),
+            });
+            println!("{}", serde_json::to_string(&rep)?);
             Ok(())
         }
         PeerCmd::Connect { to, count, rate, parallel, timeout_ms, progress, seconds } => {

@@ -21,6 +21,7 @@
 //! 198.19.0.0/16 and 2001:2:0:ffff::/64 — both inside the benchmarking ranges 198.18.0.0/15 and
 //! 2001:2::/48 (RFC 5180). Note that 2001:2:ffff::/48 would *not* be inside 2001:2::/48.
 
+pub mod botnet;
 pub mod exec;
 pub mod flood;
 pub mod line;

@@ -160,13 +160,74 @@ pub fn parse_size(s: &str) -> Result<u64, PeerError> {
 // ---------------------------------------------------------------------------------------------
 // Server.
 
+/// Requests the server answered, counted for the tests (written as JSON to a file).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ServedCounts {
+    /// HTTP requests whose head was read (answered or not).
+    pub requests: u64,
+    /// Of those, requests with a header line longer than 1 KiB or a head over [`MAX_HEAD`]:
+    /// what a junk-header flood looks like at the server.
+    pub junk: u64,
+    /// Request heads the connection lost (reset or closed) before their blank line: not
+    /// counted in `requests` (the server never got the request).
+    pub cut: u64,
+    /// Requests by source address.
+    pub by_source: BTreeMap<String, u64>,
+}
+
+/// The live counts behind [`ServedCounts`].
+#[derive(Debug, Default)]
+struct Counting {
+    junk: AtomicU64,
+    cut: AtomicU64,
+    by_source: Mutex<BTreeMap<std::net::IpAddr, u64>>,
+}
+
+impl Counting {
+    fn snapshot(&self) -> ServedCounts {
+        let m = self.by_source.lock().unwrap_or_else(|e| e.into_inner());
+        ServedCounts {
+            requests: m.values().sum(),
+            junk: self.junk.load(Ordering::Relaxed),
+            cut: self.cut.load(Ordering::Relaxed),
+            by_source: m.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
+        }
+    }
+
+    fn write(&self, path: &std::path::Path) {
+        let tmp = path.with_extension("tmp");
+        if let Ok(j) = serde_json::to_vec(&self.snapshot()) {
+            if std::fs::write(&tmp, j).is_ok() {
+                let _ = std::fs::rename(&tmp, path);
+            }
+        }
+    }
+}
+
 /// Serve on `listen` until `stop` is set (checked about every 100 ms). Each connection gets a
 /// thread; at most [`MAX_CONNS`] at once.
 pub fn serve(listen: SocketAddr, stop: Arc<AtomicBool>) -> Result<(), PeerError> {
+    serve_counting(listen, stop, None)
+}
+
+/// [`serve`], writing [`ServedCounts`] to `counts` about every 200 ms and at the end.
+pub fn serve_counting(
+    listen: SocketAddr,
+    stop: Arc<AtomicBool>,
+    counts: Option<std::path::PathBuf>,
+) -> Result<(), PeerError> {
     let l = TcpListener::bind(listen).map_err(|source| PeerError::Listen { addr: listen, source })?;
     l.set_nonblocking(true).map_err(|source| PeerError::Listen { addr: listen, source })?;
     let live = Arc::new(AtomicUsize::new(0));
+    let counting = counts.as_ref().map(|_| Arc::new(Counting::default()));
+    let mut last_write = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if let (Some(p), Some(c)) = (&counts, &counting) {
+            if last_write.elapsed() >= Duration::from_millis(200) {
+                c.write(p);
+                last_write = Instant::now();
+            }
+        }
         match l.accept() {
             Ok((s, _)) => {
                 if live.load(Ordering::Relaxed) >= MAX_CONNS {
@@ -175,8 +236,9 @@ pub fn serve(listen: SocketAddr, stop: Arc<AtomicBool>) -> Result<(), PeerError>
                 }
                 live.fetch_add(1, Ordering::Relaxed);
                 let live = Arc::clone(&live);
+                let counting = counting.clone();
                 let spawned = std::thread::Builder::new().name("peer-conn".into()).spawn(move || {
-                    let _ = handle_conn(s);
+                    let _ = handle_conn(s, counting.as_deref());
                     live.fetch_sub(1, Ordering::Relaxed);
                 });
                 if spawned.is_err() {
@@ -188,10 +250,14 @@ pub fn serve(listen: SocketAddr, stop: Arc<AtomicBool>) -> Result<(), PeerError>
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
+    if let (Some(p), Some(c)) = (&counts, &counting) {
+        c.write(p);
+    }
     Ok(())
 }
 
-fn handle_conn(s: TcpStream) -> io::Result<()> {
+fn handle_conn(s: TcpStream, counting: Option<&Counting>) -> io::Result<()> {
+    let peer = s.peer_addr().map(|a| a.ip().to_canonical()).ok();
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.set_write_timeout(Some(Duration::from_secs(30)))?;
@@ -209,7 +275,20 @@ fn handle_conn(s: TcpStream) -> io::Result<()> {
         let (method, arg, version) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
         match (method, version) {
             ("GET", Some(v)) if arg.starts_with('/') => {
-                let keep = http_request(&mut r, &mut w, arg, v)?;
+                let mut junk = false;
+                let mut complete = false;
+                let keep = http_request(&mut r, &mut w, arg, v, &mut junk, &mut complete);
+                if let (Some(c), Some(ip)) = (counting, peer) {
+                    if complete {
+                        *c.by_source.lock().unwrap_or_else(|e| e.into_inner()).entry(ip).or_insert(0) += 1;
+                        if junk {
+                            c.junk.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else {
+                        c.cut.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let keep = keep?;
                 if !keep {
                     w.flush()?;
                     return Ok(());
@@ -241,18 +320,31 @@ fn handle_conn(s: TcpStream) -> io::Result<()> {
 }
 
 /// Answer one HTTP GET (request line already read). Returns whether to keep the connection.
-fn http_request(r: &mut impl BufRead, w: &mut impl Write, path: &str, version: &str) -> io::Result<bool> {
+fn http_request(
+    r: &mut impl BufRead,
+    w: &mut impl Write,
+    path: &str,
+    version: &str,
+    junk: &mut bool,
+    complete: &mut bool,
+) -> io::Result<bool> {
     let mut head = 0usize;
     let mut close = version != "HTTP/1.1";
     loop {
         let mut line = Vec::new();
         let n = r.take((MAX_HEAD - head.min(MAX_HEAD)) as u64 + 1).read_until(b'\n', &mut line)?;
         head += n;
+        *junk |= n > 1024 || head > MAX_HEAD;
+        if head > MAX_HEAD {
+            // Read to its limit: the server got (and refuses) the request.
+            *complete = true;
+        }
         if n == 0 || head > MAX_HEAD {
             return Ok(false);
         }
         let l = String::from_utf8_lossy(&line).to_ascii_lowercase();
         if l.trim().is_empty() {
+            *complete = true;
             break;
         }
         if let Some(v) = l.strip_prefix("connection:") {
