@@ -240,7 +240,7 @@ impl Engine {
     /// The limiters' statistics, summed over the rules of the policy in force.
     pub fn limiter_stats(&self) -> policy::limiter::LimiterStats {
         let mut l = policy::limiter::LimiterStats::default();
-        for t in self.pol.rules.iter().filter_map(|r| r.source.as_ref()) {
+        for t in self.pol.rules.iter().flat_map(|r| r.source.iter().chain(r.requests.iter())) {
             l.add_table(t);
         }
         l

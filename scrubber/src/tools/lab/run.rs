@@ -1,6 +1,8 @@
 //! `scrubber lab`: build the lab, start a server and the middle box (the scrubber, or a plain
 //! bridge), run legitimate clients alone, then with a spoofed ACK-PSH flood, then with a
-//! spoofed SYN flood, print live counters every second and a summary table, remove everything.
+//! spoofed SYN flood, then with HTTP floods from a botnet of 1,024 addresses (junk headers, and
+//! a GET flood at 3,000 requests/s, half of it from a "country" list); print live counters every
+//! second and summary tables, remove everything.
 
 use super::exec::NsChild;
 use super::flood::{self, Kind, Trafgen};
@@ -92,13 +94,36 @@ pub fn run(a: &LabOptions) -> Result<(), LabError> {
     let (ns_c, ns_a, ns_m, ns_s) =
         (topo.ns(Role::Client), topo.ns(Role::Attacker), topo.ns(Role::Middle), topo.ns(Role::Server));
 
-    let server = NsChild::spawn(Some(&ns_s), &exe_s, &args(&["peer", "serve", "--listen", "[::]:80"]), true)?;
+    // The lab's files: the rule file the scrubber runs, its country list, the server's counts.
+    let dir = std::env::temp_dir().join(format!("scrubber-lab-{tag}"));
+    std::fs::create_dir_all(&dir).ctx("cannot create the lab's directory")?;
+    let _dir_guard = RemoveDir(dir.clone());
+    std::fs::write(dir.join("country-x.txt"), format!("# the lab's \"country\"\n{BOT_COUNTRY}\n"))
+        .ctx("cannot write the lab's country list")?;
+    std::fs::write(dir.join("lab.rules"), LAB_RULES).ctx("cannot write the lab's rule file")?;
+    let served_path = dir.join("served.json");
+    // The botnet's addresses belong to the attacker (AnyIP); the server answers them through it.
+    super::exec::run_ns(&ns_a, "ip", &["route", "add", "local", BOTNET, "dev", "lo"])?;
+    super::exec::run_ns(&ns_s, "ip", &["route", "add", BOTNET, "via", "198.18.0.66"])?;
+    let server = NsChild::spawn(
+        Some(&ns_s),
+        &exe_s,
+        &args(&["peer", "serve", "--listen", "[::]:80", "--counts", &served_path.to_string_lossy()]),
+        true,
+    )?;
     let counters = ServerCounters::install(&ns_s).ctx("cannot install the nftables counters on the server")?;
     let socket = PathBuf::from(format!("/run/scrubber-lab-{tag}.sock"));
     let mut scrubber = match a.middle {
         LabMiddle::Scrubber => {
-            println!("==> starting the scrubber in {ns_m}: ext (switch side) / int (server side), SYN proxy for 198.18.0.10:80 and [2001:2::10]:80");
-            let argv = super::run_argv(&socket.to_string_lossy(), &super::PROTECT_LAB_SERVER);
+            println!(
+                "==> starting the scrubber in {ns_m}: ext (switch side) / int (server side), rules {}:",
+                dir.join("lab.rules").display()
+            );
+            for l in LAB_RULES.lines().filter(|l| !l.trim().is_empty()) {
+                println!("      {l}");
+            }
+            let rules = dir.join("lab.rules").to_string_lossy().into_owned();
+            let argv = super::run_argv(&socket.to_string_lossy(), &["--rules", &rules]);
             let child = NsChild::spawn(Some(&ns_m), &exe_s, &argv, true)?;
             child.on_stderr_line(|l| eprintln!("    scrubber| {l}"));
             Some(child)
@@ -150,7 +175,7 @@ pub fn run(a: &LabOptions) -> Result<(), LabError> {
             break;
         }
         println!(
-            "==> phase {}/3: {name} ({} s; legit {} conn/s{})",
+            "==> phase {}/4: {name} ({} s; legit {} conn/s{})",
             i + 1,
             a.seconds,
             a.conn_rate,
@@ -249,7 +274,15 @@ pub fn run(a: &LabOptions) -> Result<(), LabError> {
         });
     }
 
+    let http = if stop.load(Ordering::Relaxed) {
+        None
+    } else {
+        Some(http_phase(a, &ns_c, &ns_a, &ns_m, &exe_s, &socket, &served_path, &stop)?)
+    };
     print_summary(&results, a.middle);
+    if let Some(h) = &http {
+        print_http_summary(h, a.middle);
+    }
     if a.keep && !stop.load(Ordering::Relaxed) {
         println!("\n==> --keep: the lab stays up until Ctrl-C. Try:");
         println!("    ip netns exec {ns_c} curl -s http://198.18.0.10/");
@@ -277,6 +310,193 @@ pub fn run(a: &LabOptions) -> Result<(), LabError> {
     drop(topo);
     println!("==> lab {tag} removed");
     Ok(())
+}
+
+/// The botnet's addresses (the attacker namespace owns them all).
+const BOTNET: &str = "198.19.16.0/22";
+/// Of those, the "country" the rule file denies (512 sources).
+const BOT_COUNTRY: &str = "198.19.16.0/23";
+
+/// The rule file `scrubber lab` runs the scrubber with.
+pub const LAB_RULES: &str = "\
+# scrubber lab: the SYN proxy for the server's port 80, HTTP checks, a country list, per-source
+# request limits and bans.
+set lab-server = 198.18.0.10/32, 2001:2::10/128
+set country-x file \"country-x.txt\"
+service web
+  dst lab-server
+  ports 80
+  syn proxy
+  http max-header-bytes 8k max-header-line 4k max-headers 64 methods GET,HEAD,POST ban 30s after 2
+end
+deny from country-x service web
+limit service web per-source requests 60/s burst 120 ban 10s after 3
+";
+
+/// Removes a directory when dropped.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the HTTP phase saw.
+struct HttpPhase {
+    secs: f64,
+    legit: ConnectReport,
+    junk: super::botnet::BotnetReport,
+    listed: super::botnet::BotnetReport,
+    unlisted: super::botnet::BotnetReport,
+    served: super::peer::ServedCounts,
+    before: super::peer::ServedCounts,
+    bans: Option<u64>,
+}
+
+fn read_served(p: &std::path::Path) -> super::peer::ServedCounts {
+    std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Requests served to sources whose third octet is in `lo..=hi` of 198.19.x.y.
+fn served_from(c: &super::peer::ServedCounts, lo: u8, hi: u8) -> u64 {
+    c.by_source
+        .iter()
+        .filter(|(a, _)| {
+            let o: Vec<u8> = a.split('.').filter_map(|x| x.parse().ok()).collect();
+            o.len() == 4 && o[0] == 198 && o[1] == 19 && (lo..=hi).contains(&o[2])
+        })
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+/// Phase 4: legitimate clients plus a junk-header flood (256 sources, 100 requests/s) and a GET
+/// flood (1,500 requests/s from the 512 sources of the country list, 1,500/s from 8 sources
+/// outside it, over their 60/s budget), all through real TCP.
+#[allow(clippy::too_many_arguments)]
+fn http_phase(
+    a: &LabOptions,
+    ns_c: &str,
+    ns_a: &str,
+    ns_m: &str,
+    exe: &str,
+    socket: &std::path::Path,
+    served_path: &std::path::Path,
+    stop: &AtomicBool,
+) -> Result<HttpPhase, LabError> {
+    println!(
+        "==> phase 4/4: + HTTP floods ({} s; legit {} conn/s; botnet of 1,024 addresses in {BOTNET}: junk headers from \
+         198.19.19.0/24 at 100 req/s, GET flood at 3,000 req/s: half from the country list {BOT_COUNTRY}, half from 8 \
+         sources in 198.19.18.0/29, each over its budget of 60/s)",
+        a.seconds, a.conn_rate
+    );
+    let to = SocketAddr::new(IpAddr::V4(SERVER4), 80);
+    let secs = a.seconds.to_string();
+    let bot = |extra: &[&str]| -> Result<NsChild, LabError> {
+        let mut v = args(&["peer", "botnet", "--to", "198.18.0.10:80", "--seconds", &secs, "--timeout-ms", "300"]);
+        v.extend(args(extra));
+        NsChild::spawn(Some(ns_a), exe, &v, true)
+    };
+    let before = read_served(served_path);
+    let t0 = Instant::now();
+    let legit = spawn_peer_connect(ns_c, exe, to, a.conn_rate * a.seconds, Some(a.conn_rate as f64), 3000, true)?;
+    let bots = [
+        bot(&["--kind", "junk", "--first", "198.19.19.0", "--sources", "256", "--rate", "100", "--threads", "16"])?,
+        bot(&["--kind", "get", "--first", "198.19.16.0", "--sources", "512", "--rate", "1500", "--threads", "96"])?,
+        bot(&["--kind", "get", "--first", "198.19.18.0", "--sources", "8", "--rate", "1500", "--threads", "48"])?,
+    ];
+    let mut legit = legit;
+    let mut last: Option<serde_json::Value> = None;
+    let mut tick = Instant::now();
+    while legit.try_wait().is_none() && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if tick.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        tick = Instant::now();
+        let now = read_served(served_path);
+        let mut line = format!(
+            "  t={:>3}s  at server: junk requests {:>4}, GETs from the country list {:>6}, from over-limit sources {:>6}",
+            t0.elapsed().as_secs(),
+            now.junk.saturating_sub(before.junk),
+            served_from(&now, 16, 17).saturating_sub(served_from(&before, 16, 17)),
+            served_from(&now, 18, 18).saturating_sub(served_from(&before, 18, 18)),
+        );
+        if scrubber_running(socket) {
+            line.push_str(&scrubber_line(ns_m, exe, socket, &mut last));
+            if let Some(b) = last.as_ref().and_then(|v| v.pointer("/bans/bans_live")).and_then(|b| b.as_u64()) {
+                line.push_str(&format!(" bans {b}"));
+            }
+        }
+        println!("{line}");
+    }
+    let out = legit.finish(Duration::from_secs(10))?;
+    let legit_rep: ConnectReport = serde_json::from_str(out.stdout.trim()).map_err(|e| LabError::Parse {
+        cmd: "scrubber peer connect".into(),
+        detail: format!("{e}: {}", out.stderr.trim()),
+    })?;
+    let mut reps = Vec::new();
+    for mut b in bots {
+        let o = b.finish(Duration::from_secs(30))?;
+        reps.push(serde_json::from_str::<super::botnet::BotnetReport>(o.stdout.trim()).map_err(|e| {
+            LabError::Parse { cmd: "scrubber peer botnet".into(), detail: format!("{e}: {}", o.stderr.trim()) }
+        })?);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let served = read_served(served_path);
+    let bans = if scrubber_running(socket) {
+        let mut l = None;
+        let _ = scrubber_line(ns_m, exe, socket, &mut l);
+        l.and_then(|v| v.pointer("/bans/bans_live").and_then(|b| b.as_u64()))
+    } else {
+        None
+    };
+    let mut it = reps.into_iter();
+    let (junk, listed, unlisted) =
+        (it.next().unwrap_or_default(), it.next().unwrap_or_default(), it.next().unwrap_or_default());
+    Ok(HttpPhase { secs: t0.elapsed().as_secs_f64(), legit: legit_rep, junk, listed, unlisted, served, before, bans })
+}
+
+/// Whether a scrubber serves its stats socket (the middle is not a bridge).
+fn scrubber_running(socket: &std::path::Path) -> bool {
+    socket.exists()
+}
+
+fn print_http_summary(h: &HttpPhase, middle: LabMiddle) {
+    let m = match middle {
+        LabMiddle::Scrubber => "scrubber (http checks, country list, request limits, bans)",
+        LabMiddle::Bridge => "Linux bridge (no protection)",
+    };
+    println!("\n==> HTTP floods ({:.1} s), middle box: {m}", h.secs);
+    println!("{:<34} {:>9} {:>9} {:>16}", "clients", "offered", "answered", "served (server)");
+    println!("{}", "-".repeat(72));
+    let rows = [
+        ("junk headers, 256 sources", &h.junk, h.served.junk.saturating_sub(h.before.junk)),
+        (
+            "GET, country list (512 sources)",
+            &h.listed,
+            served_from(&h.served, 16, 17).saturating_sub(served_from(&h.before, 16, 17)),
+        ),
+        (
+            "GET, 8 sources over 60/s",
+            &h.unlisted,
+            served_from(&h.served, 18, 18).saturating_sub(served_from(&h.before, 18, 18)),
+        ),
+    ];
+    for (name, r, srv) in rows {
+        println!("{name:<34} {:>9} {:>9} {:>16}", r.offered, r.answered, srv);
+    }
+    println!(
+        "{:<34} {:>9} {:>9} {:>16}",
+        "legit client (connections)",
+        h.legit.ok + h.legit.failed,
+        h.legit.ok,
+        format!("{} failed", h.legit.failed)
+    );
+    if let Some(b) = h.bans {
+        println!("bans live at the end: {b} (scrubber ban list --socket …)");
+    }
+    println!("(\"served\": requests whose whole head the server read; junk = a header line over 1 KiB)");
 }
 
 fn args(a: &[&str]) -> Vec<String> {
