@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../tests/fuzz"
 secs="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dissect tcp_options engine rules pcap)
+[ ${#targets[@]} -gt 0 ] || targets=(dissect tcp_options engine rules pcap http)
 
 cargo afl config --build >/dev/null 2>&1 || true # already built: fine
 cargo afl build --release --quiet --locked

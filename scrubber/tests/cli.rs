@@ -754,3 +754,76 @@ fn replay_events_of_the_sample_are_golden() {
     assert!(dropped.iter().any(|s| s.starts_with("198.19.")), "{dropped:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A capture of three HTTP conversations towards an `http` service, written here: a plain GET,
+/// a request with giant junk headers (in 1,400-byte segments) and a PUT.
+fn http_capture(path: &Path) {
+    use scrubber::wire::builder::TcpFrame;
+    use scrubber::wire::tcp::flags as tf;
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = pcap_file::pcap::PcapWriter::new(f).unwrap();
+    let server: std::net::IpAddr = "198.18.0.10".parse().unwrap();
+    let mut t = 1_767_225_600_000_000u64; // 2026-01-01, in µs
+    let mut put = |w: &mut pcap_file::pcap::PcapWriter<std::fs::File>, fr: &TcpFrame| {
+        t += 1000;
+        let data = fr.build();
+        let pkt = pcap_file::pcap::PcapPacket::new(std::time::Duration::from_micros(t), data.len() as u32, &data);
+        w.write_packet(&pkt).unwrap();
+    };
+    let mut junk = b"GET / HTTP/1.1\r\nHost: web\r\nUser-Agent: Mozilla/5.0 Chrome/120.0\r\n".to_vec();
+    for name in ["X-Array-Buffer", "Ddddd-1", "Ddddd-2"] {
+        junk.extend_from_slice(format!("{name}: {}\r\n", "i".repeat(3000)).as_bytes());
+    }
+    junk.extend_from_slice(b"\r\n");
+    let requests: [&[u8]; 3] = [b"GET / HTTP/1.1\r\nHost: web\r\n\r\n", &junk, b"PUT /x HTTP/1.1\r\nHost: web\r\n\r\n"];
+    for (i, req) in requests.iter().enumerate() {
+        let client: std::net::IpAddr = format!("198.18.1.{}", i + 1).parse().unwrap();
+        let (cp, cisn, sisn) = (40_000 + i as u16, 1000u32, 9000u32);
+        let c = |flags: u8, seq: u32, ack: u32, payload: &[u8]| {
+            let mut fr = TcpFrame::new(client, cp, server, 80, flags);
+            (fr.seq, fr.ack, fr.window, fr.payload) = (seq, ack, 64_000, payload.to_vec());
+            fr
+        };
+        let mut sa = TcpFrame::new(server, 80, client, cp, tf::SYN | tf::ACK);
+        (sa.seq, sa.ack, sa.window) = (sisn, cisn + 1, 64_000);
+        put(&mut w, &c(tf::SYN, cisn, 0, &[]));
+        put(&mut w, &sa);
+        put(&mut w, &c(tf::ACK, cisn + 1, sisn + 1, &[]));
+        let mut seq = cisn + 1;
+        for seg in req.chunks(1400) {
+            put(&mut w, &c(tf::ACK | tf::PSH, seq, sisn + 1, seg));
+            seq += seg.len() as u32;
+        }
+    }
+}
+
+#[test]
+fn replay_reports_http_violations_by_reason() {
+    let dir = tmpdir("replay-http");
+    let cap = dir.join("http.pcap");
+    http_capture(&cap);
+    let rules = dir.join("http.rules");
+    std::fs::write(
+        &rules,
+        "service web\n  dst 198.18.0.10\n  ports 80\n  syn track\n  \
+         http max-header-bytes 8k max-header-line 4k max-headers 64 methods GET,HEAD,POST\nend\n",
+    )
+    .unwrap();
+    let o = run(&["replay", p(&cap), "--rules", p(&rules), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j = json(&o);
+    let by = &j["dropped_by_reason"];
+    assert_eq!(by["http_header_too_large"], 1, "{j}");
+    assert_eq!(by["http_method"], 1, "{j}");
+    assert_eq!(j["reset_verdicts"], 2, "{j}");
+    assert_eq!(
+        j["counters"]["engine"]["http_requests"].as_u64().or(j["counters"]["http_requests"].as_u64()),
+        Some(3),
+        "{j}"
+    );
+    // And for people: the reasons with what they mean.
+    let o = run(&["replay", p(&cap), "--rules", p(&rules)]);
+    let text = stdout(&o);
+    assert!(text.contains("http_header_too_large") && text.contains("max-header-bytes"), "{text}");
+    assert!(text.contains("http_method") && text.contains("reset their connection both ways"), "{text}");
+}

@@ -172,21 +172,30 @@ impl Engine {
         let rules = &mut pol.rules;
         let req_rule = self.frame_req_rule;
         let mut observed_refusals = 0u64;
+        let mut started = 0u64;
         let src = d.src;
-        let mut on_request = || match req_rule {
-            Some((i, observe)) => match rules.get_mut(usize::from(i)).and_then(|r| r.requests.as_mut()) {
-                Some(limit) => {
-                    let ok = limit.admit(&src, now, 0, true).is_ok();
-                    if !ok && observe {
-                        observed_refusals += 1;
+        let mut on_request = || {
+            started += 1;
+            match req_rule {
+                Some((i, observe)) => match rules.get_mut(usize::from(i)).and_then(|r| r.requests.as_mut()) {
+                    Some(limit) => {
+                        let ok = limit.admit(&src, now, 0, true).is_ok();
+                        if !ok && observe {
+                            observed_refusals += 1;
+                        }
+                        ok || observe
                     }
-                    ok || observe
-                }
+                    None => true,
+                },
                 None => true,
-            },
-            None => true,
+            }
         };
         let r = feed(&mut st, lim, data, &mut on_request);
+        // Requests started, also the one that broke a check.
+        self.counters.http_requests += started;
+        if let Some(c) = self.counters.per_target.get_mut(svc) {
+            c.http_requests += started;
+        }
         for _ in 0..observed_refusals {
             self.counters.count_would_drop(DropReason::HttpRequestLimit);
             if let Some(rc) = req_rule.and_then(|(i, _)| self.counters.per_rule.get_mut(usize::from(i))) {
@@ -197,12 +206,8 @@ impl Engine {
             Ok(fed) => {
                 st.next = from.wrapping_add(data.len() as u32);
                 t.put(st, tk);
-                self.counters.http_requests += u64::from(fed.requests);
                 if fed.unchecked {
                     self.counters.http_unchecked += 1;
-                }
-                if let Some(c) = self.counters.per_target.get_mut(svc) {
-                    c.http_requests += u64::from(fed.requests);
                 }
                 Ok(())
             }
