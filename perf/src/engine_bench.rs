@@ -83,6 +83,10 @@ struct Bench {
     single: bool,
     /// Threads measuring side by side wait here before each measurement.
     sync: Option<Arc<Barrier>>,
+    /// Added to the TCP sequence number of every frame as it is copied in (untagged IPv4
+    /// without options), growing by the pool's per-session span each pass: streams that go on
+    /// instead of repeating themselves (the HTTP paths; see [`http_paths`]).
+    seq_add: u32,
 }
 
 /// The realistic policy of the "with policy" figure: a 100,000-prefix country-sized blocklist,
@@ -154,6 +158,7 @@ impl Bench {
             extras: vec![vec![0; 2048]; MAX_BATCH],
             single: false,
             sync: None,
+            seq_add: 0,
         }
     }
 
@@ -161,8 +166,13 @@ impl Bench {
     #[inline]
     fn process_batch(&mut self, dir: Direction, frames: &[Vec<u8>]) -> Verdict {
         let mut jobs = arrayvec::ArrayVec::<Job<'_>, MAX_BATCH>::new();
+        let add = self.seq_add;
         for ((f, b), x) in frames.iter().zip(self.bufs.iter_mut()).zip(self.extras.iter_mut()) {
             b[..f.len()].copy_from_slice(f);
+            if add != 0 {
+                let seq = u32::from_be_bytes([b[38], b[39], b[40], b[41]]).wrapping_add(add);
+                b[38..42].copy_from_slice(&seq.to_be_bytes());
+            }
             jobs.push(Job::new(self.now, dir, b, f.len(), x));
         }
         self.engine.process_batch(&mut jobs);
@@ -172,6 +182,11 @@ impl Bench {
     #[inline]
     fn process(&mut self, dir: Direction, frame: &[u8]) -> Verdict {
         self.buf[..frame.len()].copy_from_slice(frame);
+        if self.seq_add != 0 {
+            let b = &mut self.buf;
+            let seq = u32::from_be_bytes([b[38], b[39], b[40], b[41]]).wrapping_add(self.seq_add);
+            b[38..42].copy_from_slice(&seq.to_be_bytes());
+        }
         let mut f = FrameBuf { buf: &mut self.buf, len: frame.len() };
         let mut x = FrameBuf { buf: &mut self.extra, len: 0 };
         let v = self.engine.process(self.now, dir, &mut f, &mut x);
@@ -202,6 +217,11 @@ impl Bench {
     /// Open flow `i` completely (client handshake, backend handshake); returns a client data
     /// segment for it.
     fn open(&mut self, i: usize) -> Vec<u8> {
+        self.open_frame(i).build()
+    }
+
+    /// [`Bench::open`], the data segment as a frame (its sequence number is the client's next).
+    fn open_frame(&mut self, i: usize) -> TcpFrame {
         let a = self.cookie_ack(i);
         assert_eq!(self.process(Direction::Inbound, &a.build()), Verdict::Forward);
         let bsyn = self.out();
@@ -217,7 +237,7 @@ impl Bench {
         let mut d = a.clone();
         d.flags = tf::ACK | tf::PSH;
         d.payload = b"GET /index.html HTTP/1.1\r\nHost: bench\r\nUser-Agent: perf\r\nAccept: */*\r\n\r\n".to_vec();
-        d.build()
+        d
     }
 
     fn measure(
@@ -229,13 +249,38 @@ impl Bench {
         budget: Duration,
         expect: Verdict,
     ) -> Figure {
+        self.measure_span(path, sessions, dir, pool, budget, expect, 0)
+    }
+
+    /// [`Bench::measure`]; with `span` > 0 every pass over the pool moves each frame's sequence
+    /// number on by `span` (the bytes one pass sends per session), so that streams advance.
+    #[allow(clippy::too_many_arguments)]
+    fn measure_span(
+        &mut self,
+        path: &'static str,
+        sessions: usize,
+        dir: Direction,
+        pool: &[Vec<u8>],
+        budget: Duration,
+        expect: Verdict,
+        span: u32,
+    ) -> Figure {
         // Warm-up and verdict check.
         if budget.is_zero() {
             return Figure { path, sessions, mpps: 0.0, ns_per_frame: 0.0, frames: 0 };
         }
-        for f in pool.iter().take(1024) {
-            let v = self.process(dir, f);
-            assert_eq!(v, expect, "{path}: unexpected verdict");
+        if span == 0 {
+            for f in pool.iter().take(1024) {
+                let v = self.process(dir, f);
+                assert_eq!(v, expect, "{path}: unexpected verdict");
+            }
+        } else {
+            // One whole pass, checked (the streams must stay in order).
+            for f in pool {
+                let v = self.process(dir, f);
+                assert_eq!(v, expect, "{path}: unexpected verdict");
+            }
+            self.seq_add = self.seq_add.wrapping_add(span);
         }
         if let Some(b) = &self.sync {
             b.wait();
@@ -243,6 +288,9 @@ impl Bench {
         let mut n = 0u64;
         let start = Instant::now();
         'outer: loop {
+            if span != 0 && n > 0 && n % pool.len() as u64 == 0 {
+                self.seq_add = self.seq_add.wrapping_add(span);
+            }
             for chunk in pool.chunks(4096) {
                 if self.single {
                     for f in chunk {
@@ -263,6 +311,108 @@ impl Bench {
         }
         let el = start.elapsed().as_secs_f64();
         Figure { path, sessions, mpps: n as f64 / el / 1e6, ns_per_frame: el * 1e9 / n as f64, frames: n }
+    }
+}
+
+/// The service of the `--protect` engine as a rule file, with `http` checks or without, and a
+/// `per-source requests` limit (generous: it charges every request and refuses none).
+fn http_policy(http: bool, limit: bool) -> Arc<Compiled> {
+    let mut text = String::from("service web\n  dst 198.18.0.10\n  ports 80\n  syn proxy\n");
+    if http {
+        text.push_str("  http max-header-bytes 8k max-header-line 4k max-headers 64 methods GET,HEAD,POST\n");
+    }
+    text.push_str("end\n");
+    if limit {
+        text.push_str("limit service web per-source requests 1000000/s burst 1000000\n");
+    }
+    let src = rulespec::MemSource::new().with("http.rules", text);
+    let c = rulespec::check("http.rules", &src);
+    assert!(!c.has_errors(), "{}", c.render());
+    Arc::new(rulespec::compile(c.policy.as_ref().expect("policy")).expect("compile"))
+}
+
+const HTTP_PATHS: [&str; 5] =
+    ["body_forward", "body_forward_http", "head_forward", "head_forward_http", "head_forward_http_limit"];
+
+/// The HTTP paths at `k` sessions, each engine with the same rule-file service: client segments
+/// of established connections that are not request heads (512-byte pieces of a POST body
+/// declared by `Content-Length`), with the service's `http` checks and without; segments that
+/// are each one whole small GET head, without checks, with them, and with a `per-source
+/// requests` limit charged per request. The streams advance pass after pass (no segment is
+/// seen twice), each session's segments in order.
+fn http_paths(
+    k: usize,
+    budget_of: &dyn Fn(&str) -> Duration,
+    single: bool,
+    sync: &Option<Arc<Barrier>>,
+    progress: &mut dyn FnMut(&str),
+    figures: &mut Vec<Figure>,
+) {
+    let capacity = (k * 5 / 4).next_power_of_two().max(1 << 12);
+    let head: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: bench\r\nUser-Agent: perf\r\nAccept: */*\r\n\r\n";
+    let post: &[u8] = b"POST /upload HTTP/1.1\r\nHost: bench\r\nContent-Length: 1000000000000\r\n\r\n";
+    let in_pool = k.min(65536);
+    let per = (65536 / in_pool).max(1);
+    // (path, http, limit, body?)
+    let runs: [(&'static str, bool, bool, bool); 5] = [
+        ("body_forward", false, false, true),
+        ("body_forward_http", true, false, true),
+        ("head_forward", false, false, false),
+        ("head_forward_http", true, false, false),
+        ("head_forward_http_limit", true, true, false),
+    ];
+    for (path, http, limit, body) in runs {
+        if budget_of(path).is_zero() {
+            continue;
+        }
+        let mut b = Bench::with_policy(capacity, Some(http_policy(http, limit)));
+        b.single = single;
+        b.sync = sync.clone();
+        progress(&format!("{path}: opening {k} sessions"));
+        let mut firsts = Vec::with_capacity(in_pool);
+        for i in 0..k {
+            let mut d = b.open_frame(i);
+            if body {
+                // The head of the upload, once.
+                d.payload = post.to_vec();
+                assert_eq!(b.process(Direction::Inbound, &d.build()), Verdict::Forward);
+                d.seq = d.seq.wrapping_add(post.len() as u32);
+            }
+            if i < in_pool {
+                firsts.push(d);
+            }
+        }
+        let seg: Vec<u8> = if body { vec![b'x'; 512] } else { head.to_vec() };
+        let mut pool = Vec::with_capacity(in_pool * per);
+        for j in 0..per {
+            for f in &firsts {
+                let mut d = f.clone();
+                d.payload = seg.clone();
+                d.seq = d.seq.wrapping_add((j * seg.len()) as u32);
+                pool.push(d.build());
+            }
+        }
+        progress(&format!("measuring {path}"));
+        figures.push(b.measure_span(
+            path,
+            k,
+            Direction::Inbound,
+            &pool,
+            budget_of(path),
+            Verdict::Forward,
+            (per * seg.len()) as u32,
+        ));
+        if http {
+            let c = b.engine.counters();
+            assert_eq!(
+                (c.http_resets, c.http_unchecked),
+                (0, 0),
+                "{path}: every request passed, followed: lost {} requests {} drops {:?}",
+                c.http_states_lost,
+                c.http_requests,
+                c.dropped_total
+            );
+        }
     }
 }
 
@@ -384,6 +534,10 @@ pub fn run(
             budget_of("established_forward"),
             Verdict::Forward,
         ));
+
+        if HTTP_PATHS.iter().any(|p| !budget_of(p).is_zero()) {
+            http_paths(k, &budget_of, single, &sync, progress, &mut figures);
+        }
 
         // Valid cookie ACK → session + backend SYN: every frame must be a fresh handshake, so
         // this path runs over a fixed number of frames rather than a time budget.

@@ -224,3 +224,20 @@ fn observe_mode_counts_and_forwards() {
     assert_eq!(k.http_resets, 0);
     assert!(w.engine.bans().list(w.now).is_empty(), "observe bans no one");
 }
+
+#[test]
+fn a_long_upload_is_followed_to_its_end() {
+    let mut w = wire(RULES);
+    let (mut c, mut s) = connect(&mut w, 42_700);
+    send(&mut w, &mut c, &mut s, b"POST /up HTTP/1.1\r\nContent-Length: 512000\r\n\r\n");
+    for _ in 0..1000 {
+        let f = c.data(w.now, &[b'x'; 512]);
+        deliver(w.send(To::Client, f), &mut c, &mut s);
+        w.advance(1);
+    }
+    deliver(w.send(To::Server, s.ack(w.now)), &mut c, &mut s);
+    send(&mut w, &mut c, &mut s, b"GET /after HTTP/1.1\r\n\r\n");
+    let k = w.engine.counters();
+    assert_eq!((k.http_states_lost, k.http_unchecked, k.http_requests), (0, 0, 2));
+    assert!(w.drops.is_empty(), "{:?}", w.drops);
+}

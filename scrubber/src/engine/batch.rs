@@ -148,6 +148,12 @@ impl Engine {
             let Some((key, p)) = &mut sc.probes[k] else { continue };
             let maybe = self.table.prefetch_entries(p);
             let t = &sc.dissected[k].tcp;
+            if self.http_svcs != 0 && maybe && t.payload_len > 0 && j.dir == Direction::Inbound {
+                // Client data of a known flow: its HTTP state, if its service has checks.
+                if let Some(h) = self.pol.http.as_deref() {
+                    h.prefetch(h.tag_of(p.stored_key()));
+                }
+            }
             if maybe || j.dir != Direction::Inbound || t.flags & (tf::ACK | tf::SYN | tf::RST) != tf::ACK || !t.opts_ok
             {
                 continue;

@@ -201,6 +201,18 @@ impl HttpState {
         HttpState { tag, next, last: tick, phase: Phase::Head, st: S_START, ..HttpState::default() }
     }
 
+    /// The segment at `seq` of `len` bytes lies wholly inside the body being skipped, right at
+    /// the next byte: skip it (the common case of an upload), `true`. Else nothing changes.
+    #[inline]
+    pub fn skip_body(&mut self, seq: u32, len: u32) -> bool {
+        if self.phase == Phase::Body && seq == self.next && u64::from(len) < self.body {
+            self.body -= u64::from(len);
+            self.next = self.next.wrapping_add(len);
+            return true;
+        }
+        false
+    }
+
     /// The same state, no longer followed.
     pub fn unchecked(mut self) -> HttpState {
         self.phase = Phase::Unchecked;
@@ -295,6 +307,28 @@ pub fn feed(
                 continue;
             }
             Phase::Head | Phase::Chunked => {}
+        }
+        // Runs of plain bytes inside a target or an unfollowed header value: counted in bulk.
+        if st.st == S_TARGET || (st.st == S_VALUE && st.cand == 0) {
+            let target = st.st == S_TARGET;
+            let rest = &data[i..];
+            let n = rest
+                .iter()
+                .position(|&b| (b < 0x20 && b != b'\t') || b == 0x7f || (target && b == b' '))
+                .unwrap_or(rest.len());
+            if n > 0 {
+                let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+                // The first limit a byte-by-byte count would pass (the head's, at a tie).
+                let to_head = lim.max_head.saturating_sub(st.head).saturating_add(1);
+                let to_line = lim.max_line.saturating_sub(st.line).saturating_add(1);
+                if to_head.min(to_line) <= n32 {
+                    return Err(if to_head <= to_line { Violation::HeaderTooLarge } else { Violation::LineTooLong });
+                }
+                st.head += n32;
+                st.line += n32;
+                i += n;
+                continue;
+            }
         }
         let b = data[i];
         i += 1;
@@ -712,10 +746,13 @@ crate::counters! {
     }
 }
 
-/// Request-stream states of the connections of `http` services, in fixed memory: a 4-way
-/// set-associative table keyed by the flow (the session table moves its entries, so the
-/// state cannot live at a fixed slot there). A state unused for longer than the established
-/// idle timeout is free; a full set gives up its least recently used state.
+/// Request-stream states of the connections of `http` services, in fixed memory: keyed by the
+/// flow (the session table moves its entries, so the state cannot live at a fixed slot there),
+/// each flow in one of two 4-way sets chosen by its hash (the less loaded one when it is
+/// placed: with two choices a set overflows practically never below full load, where one
+/// choice overflows sets at a quarter of it). A state unused for longer than the established
+/// idle timeout is free; when both sets are full, the least recently used state of the two
+/// gives way (counted: that connection is no longer followed).
 #[derive(Clone, Debug)]
 pub struct HttpTable {
     sets: Vec<[HttpState; WAYS]>,
@@ -743,50 +780,103 @@ impl HttpTable {
     #[inline]
     pub fn tag(&self, key: &FlowKey) -> u64 {
         let (b, n) = key.to_bytes();
-        xxhash_rust::xxh3::xxh3_64_with_seed(&b[..n], self.seed) | 1
+        self.tag_of(u128::from_le_bytes(xxhash_rust::xxh3::xxh3_128(&b[..n]).to_le_bytes()))
+    }
+
+    /// The tag of a flow from the session table's stored form of its key
+    /// ([`crate::engine::session::Probe::stored_key`], computed once per frame): two rounds of
+    /// keyed multiply-fold, a few cycles.
+    #[inline]
+    pub fn tag_of(&self, stored: u128) -> u64 {
+        let mum = |a: u64, b: u64| {
+            let r = u128::from(a) * u128::from(b);
+            (r as u64) ^ ((r >> 64) as u64)
+        };
+        let (lo, hi) = (stored as u64, (stored >> 64) as u64);
+        let x = mum(lo ^ self.seed, hi ^ 0x9e37_79b9_7f4a_7c15);
+        mum(x ^ self.seed.rotate_left(32), lo ^ 0xc2b2_ae3d_27d4_eb4f) | 1
+    }
+
+    /// Ask for the lines of the first set of `tag` (where its state almost always is).
+    #[inline]
+    pub fn prefetch(&self, tag: u64) {
+        let (a, _) = self.sets_of(tag);
+        if let Some(set) = self.sets.get(a) {
+            scrubber_intrin::prefetch(&set[0]);
+            scrubber_intrin::prefetch(&set[2]);
+            scrubber_intrin::prefetch(&set[3]);
+        }
+    }
+
+    /// The two sets of a tag.
+    #[inline]
+    fn sets_of(&self, tag: u64) -> (usize, usize) {
+        ((tag as usize >> 1) & self.mask, (tag >> 33) as usize & self.mask)
+    }
+
+    #[inline]
+    fn live(e: &HttpState, tag: u64, tick: u32, idle: u32) -> bool {
+        e.tag == tag && e.phase != Phase::Free && tick.wrapping_sub(e.last) <= idle
     }
 
     /// The state of the flow with tag `tag`, if it has a live one.
     #[inline]
     pub fn get(&mut self, tag: u64, tick: u32) -> Option<&mut HttpState> {
         let idle = self.idle_ms;
-        let set = &mut self.sets[(tag as usize >> 1) & self.mask];
-        set.iter_mut().find(|e| e.tag == tag && e.phase != Phase::Free && tick.wrapping_sub(e.last) <= idle).map(|e| {
-            e.last = tick;
-            &mut *e
-        })
+        let (a, b) = self.sets_of(tag);
+        let w = self.sets[a].iter().position(|e| Self::live(e, tag, tick, idle));
+        let (set, w) = match w {
+            Some(w) => (a, w),
+            None => (b, self.sets[b].iter().position(|e| Self::live(e, tag, tick, idle))?),
+        };
+        let e = &mut self.sets[set][w];
+        e.last = tick;
+        Some(e)
     }
 
-    /// Put `st` in the table (replacing the flow's old state, a free or stale slot, or the
-    /// least recently used).
+    /// Put `st` in the table: where the flow's state is, else in a free or stale slot of the
+    /// emptier of its two sets, else over the least recently used state of the two.
     pub fn put(&mut self, st: HttpState, tick: u32) {
         let idle = self.idle_ms;
-        let set = &mut self.sets[(st.tag as usize >> 1) & self.mask];
+        let (a, b) = self.sets_of(st.tag);
+        for set in [a, b] {
+            if let Some(e) = self.sets[set].iter_mut().find(|e| e.tag == st.tag) {
+                *e = st;
+                return;
+            }
+        }
+        let free = |s: &[HttpState; WAYS]| {
+            s.iter().filter(|e| e.phase == Phase::Free || tick.wrapping_sub(e.last) > idle).count()
+        };
+        let set = if free(&self.sets[b]) > free(&self.sets[a]) { b } else { a };
         let mut w = 0;
         let mut best = 0u32;
-        for (i, e) in set.iter().enumerate() {
-            let age = tick.wrapping_sub(e.last);
-            if e.tag == st.tag || e.phase == Phase::Free || age > idle {
-                w = i;
-                best = u32::MAX;
-                break;
-            }
-            if age >= best {
-                best = age;
-                w = i;
+        let mut pick = set;
+        for cand in [set, if set == a { b } else { a }] {
+            for (i, e) in self.sets[cand].iter().enumerate() {
+                let age = tick.wrapping_sub(e.last);
+                if e.phase == Phase::Free || age > idle {
+                    self.sets[cand][i] = st;
+                    return;
+                }
+                if age >= best {
+                    best = age;
+                    w = i;
+                    pick = cand;
+                }
             }
         }
-        if best != u32::MAX {
-            self.replaced += 1;
-        }
-        set[w] = st;
+        self.replaced += 1;
+        self.sets[pick][w] = st;
     }
 
     /// Forget the flow with tag `tag`.
     pub fn remove(&mut self, tag: u64) {
-        let set = &mut self.sets[(tag as usize >> 1) & self.mask];
-        for e in set.iter_mut().filter(|e| e.tag == tag) {
-            *e = HttpState::default();
+        let (a, b) = self.sets_of(tag);
+        for set in [a, b] {
+            for e in self.sets[set].iter_mut().filter(|e| e.tag == tag) {
+                *e = HttpState::default();
+            }
         }
     }
 
@@ -825,6 +915,32 @@ mod tests {
             }
         }
         (Ok(n), st)
+    }
+
+    #[test]
+    fn a_full_table_keeps_every_flow_below_its_capacity() {
+        // Half full (one 4-way set per flow loses states from a quarter full on): with two
+        // choices no flow loses its state.
+        let mut t = HttpTable::new(4096, 7, 300_000);
+        let keys: Vec<FlowKey> = (0..2048u32)
+            .map(|i| FlowKey::v4([198, 19, (i >> 8) as u8, i as u8], 40_000, [198, 18, 0, 10], 80))
+            .collect();
+        for (n, k) in keys.iter().enumerate() {
+            let tag = t.tag(k);
+            t.put(HttpState::open(tag, n as u32, 5), 5);
+        }
+        for (n, k) in keys.iter().enumerate() {
+            let tag = t.tag(k);
+            assert_eq!(t.get(tag, 6).map(|s| s.next), Some(n as u32), "flow {n}");
+        }
+        assert_eq!(t.stats().http_states_replaced, 0);
+        // A state written again stays one state.
+        let tag = t.tag(&keys[0]);
+        let mut st = *t.get(tag, 7).unwrap();
+        st.next = 99;
+        t.put(st, 7);
+        t.remove(tag);
+        assert!(t.get(tag, 8).is_none(), "removed, and no older copy left behind");
     }
 
     #[test]

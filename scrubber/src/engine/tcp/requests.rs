@@ -21,11 +21,18 @@ impl Engine {
         svc < 128 && self.http_svcs & (1u128 << svc) != 0 && s.flags & F_OUTBOUND == 0
     }
 
+    /// The HTTP table's tag of `key` (from the session probe the frame already has).
+    #[inline]
+    fn http_tag(&self, key: &FlowKey) -> Option<u64> {
+        let t = self.pol.http.as_ref()?;
+        Some(t.tag_of(self.probe(key).stored_key()))
+    }
+
     /// A new client connection of an `http` service: its request stream starts at `next`.
     pub(crate) fn http_open(&mut self, key: &FlowKey, next: u32, now: u64) {
         let tk = tick(now);
+        let Some(tag) = self.http_tag(key) else { return };
         if let Some(t) = self.pol.http.as_mut() {
-            let tag = t.tag(key);
             t.put(HttpState::open(tag, next, tk), tk);
         }
     }
@@ -55,8 +62,7 @@ impl Engine {
             Ok(()) => Ok(()),
             Err(v) => {
                 self.http_violation(now, d, svc, v);
-                if let Some(t) = self.pol.http.as_mut() {
-                    let tag = t.tag(key);
+                if let (Some(tag), Some(t)) = (self.http_tag(key), self.pol.http.as_mut()) {
                     t.remove(tag);
                 }
                 Err(v.reason())
@@ -80,12 +86,18 @@ impl Engine {
     ) -> Option<Verdict> {
         let len = d.tcp.payload_len as u32;
         let seq = d.tcp.seq;
+        let tag = self.http_tag(key)?;
         let (checked_to, data_from) = {
             let tk = tick(now);
             let t = self.pol.http.as_mut()?;
-            let tag = t.tag(key);
             let st = match t.get(tag, tk) {
-                Some(st) => *st,
+                Some(st) => {
+                    // The common case of an upload: body bytes in order, skipped in place.
+                    if st.skip_body(seq, len) {
+                        return None;
+                    }
+                    *st
+                }
                 None => {
                     // Evicted, or a session picked up or restored: follow it again from a
                     // request line when the segment starts like one, else give up on it.
@@ -124,7 +136,6 @@ impl Engine {
             Err(v) => {
                 self.http_violation(now, d, svc, v);
                 if let Some(t) = self.pol.http.as_mut() {
-                    let tag = t.tag(key);
                     t.remove(tag);
                 }
                 if self.observe {
@@ -132,7 +143,6 @@ impl Engine {
                     // no longer followed.
                     let tk = tick(now);
                     if let Some(t) = self.pol.http.as_mut() {
-                        let tag = t.tag(key);
                         t.put(HttpState::open(tag, seq, tk).unchecked(), tk);
                     }
                     return Some(Verdict::Drop(v.reason()));
@@ -161,10 +171,10 @@ impl Engine {
         data: &[u8],
     ) -> Result<(), Violation> {
         let tk = tick(now);
+        let Some(tag) = self.http_tag(key) else { return Ok(()) };
         let pol = &mut self.pol;
         let Some(t) = pol.http.as_mut() else { return Ok(()) };
         let Some(lim) = pol.services.get(svc).and_then(|s| s.http.as_deref()) else { return Ok(()) };
-        let tag = t.tag(key);
         let mut st = match t.get(tag, tk) {
             Some(st) => *st,
             None => HttpState::open(tag, from, tk),
@@ -288,8 +298,8 @@ impl Engine {
         }
         let key = super::flow_key(d, crate::engine::Direction::Outbound);
         let tk = tick(now);
+        let Some(tag) = self.http_tag(&key) else { return };
         if let Some(t) = self.pol.http.as_mut() {
-            let tag = t.tag(&key);
             if let Some(st) = t.get(tag, tk) {
                 if st.awaits_switch() && st.server_answer(p) {
                     self.counters.http_switched += 1;
