@@ -225,23 +225,25 @@ pub enum MiddleArg {
 ///
 /// Creates namespaces for a legitimate client, an attacker, a switch, the middle box and a
 /// server (198.18.0.10, [2001:2::10], port 80), starts a server, starts the middle box (the
-/// scrubber in SYN-proxy mode, or a plain bridge), then runs three phases of --seconds each:
-/// legitimate clients alone; plus a spoofed ACK-PSH flood (sources in 198.19.0.0/16); plus a
-/// spoofed SYN flood. Live counters are printed every second; a summary table at the end shows
-/// the legitimate connections (ok, failed, latency) and how many flood frames were sent and how
-/// many reached the server (nftables counters in the server namespace).
+/// scrubber with the lab's rule file: SYN proxy, HTTP checks, a country list, request limits and
+/// bans; or a plain bridge), then runs four phases of --seconds each: legitimate clients alone;
+/// plus a spoofed ACK-PSH flood (sources in 198.19.0.0/16); plus a spoofed SYN flood; plus HTTP
+/// floods from a botnet of 1,024 addresses (junk headers, and a GET flood at 3,000 requests/s).
+/// Live counters are printed every second; summary tables at the end show the legitimate
+/// connections (ok, failed, latency), how many flood frames were sent and how many reached the
+/// server (nftables counters in the server namespace), and the HTTP requests offered and served.
 ///
 /// Needs root, iproute2, ethtool, nftables, netsniff-ng (trafgen) and procps. Ctrl-C stops
 /// everything and removes the namespaces.
 ///
 /// Example:
-///   sudo scrubber lab                       # scrubber in the middle, ~35 s
+///   sudo scrubber lab                       # scrubber in the middle, ~50 s
 ///   sudo scrubber lab --middle bridge       # the same through a plain bridge
 ///   sudo scrubber lab --seconds 5 --keep    # keep the lab up afterwards until Ctrl-C
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct LabArgs {
-    /// Length of each of the three phases, in seconds (1-600).
+    /// Length of each of the four phases, in seconds (1-600).
     #[arg(long, value_name = "N", default_value_t = 10)]
     seconds: u64,
     /// What sits between the switch and the server.

@@ -28,7 +28,7 @@ pub enum LabMiddle {
 /// How to run the lab (`scrubber lab`'s options).
 #[derive(Clone, Debug)]
 pub struct LabOptions {
-    /// Length of each of the three phases, in seconds (1-600).
+    /// Length of each of the four phases, in seconds (1-600).
     pub seconds: u64,
     /// What sits between the switch and the server.
     pub middle: LabMiddle,
