@@ -259,6 +259,14 @@ pub struct LabArgs {
     /// Legitimate new connections per second.
     #[arg(long, value_name = "R", default_value_t = 50)]
     conn_rate: u64,
+    /// Instead of the phases: N scrubber boxes in parallel behind an ECMP edge router, steered
+    /// by BGP with BFD (BIRD 2), and a failover: box 0 is killed while legitimate connections
+    /// and a spoofed flood run, then restarted (see `scrubber lab --help`).
+    #[arg(long, value_name = "N")]
+    boxes: Option<usize>,
+    /// With --boxes: print the report as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Run `scrubber lab`.
@@ -267,6 +275,37 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
         MiddleArg::Scrubber => LabMiddle::Scrubber,
         MiddleArg::Bridge => LabMiddle::Bridge,
     };
+    if let Some(boxes) = a.boxes {
+        let exe = std::env::current_exe().context("cannot find this program's own path")?;
+        let o = scrubber::tools::lab::fleet::FleetOptions {
+            boxes,
+            seconds: a.seconds.max(3),
+            flood_pps: a.flood_pps,
+            conn_rate: a.conn_rate,
+            established: 16,
+        };
+        let r = scrubber::tools::lab::fleet::run_failover(&o, &exe.to_string_lossy(), &mut |l| println!("{l}"))?;
+        println!(
+            "\n==> failover of box 0 of {}: path withdrawn after {} ms; new connections failed {} of {} ({} after the \
+             withdrawal); flood frames at the server {} of {}; established connections survived {} of {} ({:.1} %); \
+             box 0 back in {} ms",
+            r.boxes,
+            r.failover_ms,
+            r.new_connections_failed,
+            r.new_connections,
+            r.new_connections_failed_after_failover,
+            r.flood_frames_at_server,
+            r.flood_frames_sent,
+            r.established_survived,
+            r.established,
+            r.established_survived_pct,
+            r.rejoin_ms
+        );
+        if a.json {
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        return Ok(());
+    }
     let o = LabOptions { seconds: a.seconds, middle, keep: a.keep, flood_pps: a.flood_pps, conn_rate: a.conn_rate };
     Ok(scrubber::tools::lab::run::run(&o)?)
 }

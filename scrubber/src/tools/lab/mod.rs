@@ -23,6 +23,7 @@
 
 pub mod botnet;
 pub mod exec;
+pub mod fleet;
 pub mod flood;
 pub mod line;
 pub mod nft;
@@ -163,6 +164,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("trafgen", "netsniff-ng"),
     ("kill", "procps"),
     ("timeout", "coreutils"),
+    ("bird", "bird2"),
 ];
 
 /// Check that we are root and that every tool named in `tools` is on PATH.

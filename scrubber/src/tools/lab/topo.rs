@@ -348,12 +348,7 @@ impl Topology {
 
     /// The MAC address of `dev` in the namespace of `role`.
     pub fn mac(&self, role: Role, dev: &str) -> Result<String, LabError> {
-        let out = run_ns(&self.ns(role), "cat", &[&format!("/sys/class/net/{dev}/address")])?;
-        let mac = out.trim().to_string();
-        if mac.len() != 17 {
-            return Err(LabError::Parse { cmd: format!("cat /sys/class/net/{dev}/address"), detail: mac });
-        }
-        Ok(mac)
+        mac_of(&self.ns(role), dev)
     }
 
     /// Set the range the kernel picks source ports from in a namespace (e.g. a narrow range on
@@ -435,6 +430,16 @@ impl Drop for Topology {
             remove_netns(ns);
         }
     }
+}
+
+/// The MAC address of `dev` in namespace `ns`.
+pub fn mac_of(ns: &str, dev: &str) -> Result<String, LabError> {
+    let out = run_ns(ns, "cat", &[&format!("/sys/class/net/{dev}/address")])?;
+    let mac = out.trim().to_string();
+    if mac.len() != 17 {
+        return Err(LabError::Parse { cmd: format!("cat /sys/class/net/{dev}/address"), detail: mac });
+    }
+    Ok(mac)
 }
 
 /// Names of all network namespaces (`ip netns list`).
