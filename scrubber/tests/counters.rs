@@ -66,6 +66,7 @@ fn snapshot() -> Snapshot {
     fill(&mut w.limiter, 3000);
     fill(&mut w.rings, 4000);
     fill(&mut w.http, 4500);
+    fill(&mut w.sync, 4700);
     let mut reload = ReloadStats::default();
     fill(&mut reload, 5000);
     let mut links = scrubber::control::links::LinkStats::default();
@@ -90,6 +91,7 @@ fn snapshot() -> Snapshot {
             strikes: 3,
             by: "http checks of web".into(),
         }],
+        sync: Default::default(),
         workers: vec![w],
     }
 }
@@ -108,6 +110,8 @@ fn stats_text_shows_every_declared_counter() {
     assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::samples::SampleStats>());
     assert_in_text("scrubber stats", &text, &group_names::<scrubber::engine::http::HttpTableStats>());
     assert_in_text("scrubber stats", &text, &group_names::<scrubber::engine::ban::BanStats>());
+    assert_in_text("scrubber stats", &text, &group_names::<scrubber::control::sync::SyncNetStats>());
+    assert_in_text("scrubber stats", &text, &group_names::<scrubber::engine::sync::SyncStats>());
     assert!(text.contains("198.19.1.2") && text.contains("http checks of web"), "{text}");
     assert!(text.contains("under attack: web"), "{text}");
     let labels = family_labels(&s.workers[0].counters);

@@ -127,14 +127,22 @@ fn stats_watch_shows_rates() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn scrubber stats --watch");
+    // Read what it prints as it prints it (a refresh is tens of kilobytes: a pipe left unread
+    // would stop the watcher at its second).
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut v);
+        v
+    });
     // Count up while the watcher samples, for at most ~1.5 s.
     for i in 1..=15u64 {
         p.update(|s| s.counters.rx_inbound = i * 10_000);
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
-    let o = child.wait_with_output().expect("wait");
-    let out = text(&o.stdout);
+    let _ = child.wait();
+    let out = text(&reader.join().expect("reader"));
     assert!(out.matches("== all workers ==").count() >= 3, "expected several refreshes:\n{out}");
     let rate_line = out
         .lines()

@@ -5,20 +5,24 @@
 use scrubber::tools::lab::fleet::FleetReport;
 use scrubber_tests::e2e::*;
 
-#[test]
-fn failover_behind_ecmp_with_bgp_and_bfd() {
-    let Some(_g) = begin("e2e_fleet") else { return };
+fn failover(extra: &[&str]) -> (FleetReport, String) {
     let exe = scrubber_bin();
-    let out = std::process::Command::new(&exe)
-        .args(["lab", "--boxes", "2", "--seconds", "6", "--flood-pps", "20000", "--conn-rate", "50", "--json"])
-        .output()
-        .expect("scrubber lab --boxes runs");
+    let mut argv = vec!["lab", "--boxes", "2", "--seconds", "6", "--flood-pps", "20000", "--conn-rate", "50", "--json"];
+    argv.extend_from_slice(extra);
+    let out = std::process::Command::new(&exe).args(&argv).output().expect("scrubber lab --boxes runs");
     let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "scrubber lab --boxes failed:\n{text}");
-    eprintln!("{text}");
     let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_string();
     let r: FleetReport =
         serde_json::from_str(&last).unwrap_or_else(|e| panic!("last line is not the report ({e}):\n{text}"));
+    (r, text)
+}
+
+#[test]
+fn failover_behind_ecmp_with_bgp_and_bfd() {
+    let Some(_g) = begin("e2e_fleet") else { return };
+    let (r, text) = failover(&[]);
+    eprintln!("{text}");
     // Both boxes carried traffic before the failure (the ECMP hash spreads the flows).
     assert!(r.per_box_forwarded.iter().all(|&n| n > 100), "{r:?}");
     // BFD took the dead box's path out within a second.
@@ -28,9 +32,15 @@ fn failover_behind_ecmp_with_bgp_and_bfd() {
     assert_eq!(r.flood_frames_at_server, 0, "{r:?}");
     // New connections all succeed once the path is gone.
     assert_eq!(r.new_connections_failed_after_failover, 0, "{r:?}");
-    // The connections the surviving box carried survive; without session streaming between the
-    // boxes, those of the dead one do not (the figure the closing note reports).
-    assert!(r.established_survived >= 1 && r.established_survived < r.established + 1, "{r:?}");
+    // The connections the dead box carried go on through the survivor, which took in its
+    // sessions (proxied: with their sequence offsets).
+    assert!(r.sync && r.established_survived_pct >= 93.0, "{r:?}");
+    assert!(r.sync_bytes_per_s > 0.0, "{r:?}");
     // The box rejoins.
     assert!(r.rejoin_ms < 30_000, "{r:?}");
+    // Without session streaming the dead box's connections die with it.
+    let (n, text) = failover(&["--no-sync"]);
+    eprintln!("{text}");
+    assert!(!n.sync && n.established_survived < r.established_survived, "sync {r:?}\nno sync {n:?}");
+    assert_eq!(n.flood_frames_at_server, 0, "{n:?}");
 }

@@ -206,3 +206,48 @@ fn syn_with_data_gets_an_open_window() {
     let k = w.engine.counters();
     assert_eq!((k.tfo_syns, k.early_data_delivered), (1, 1));
 }
+
+/// Session streaming: a proxied connection opened through box A goes on through box B once A's
+/// records are in B (the ECMP path moved when A died), sequence numbers translated both ways;
+/// a close on B reaches A as a delete.
+#[test]
+fn a_proxied_connection_moves_to_a_peer_that_took_in_its_records() {
+    let (_, si) = addrs(false);
+    let mut a = Wire::new(SynMode::Proxy, si, 80, vec![]);
+    let mut b = Wire::new(SynMode::Proxy, si, 80, vec![]);
+    a.engine.enable_sync();
+    b.engine.enable_sync();
+    let (mut c, mut s) = peers(false, 43_000, (0x0100_0000, 7, 10), (0x0900_0000, 7, 20));
+    proxy_handshake(&mut a, &mut c, &mut s, &case());
+    a.advance(1);
+    deliver(a.send(To::Client, c.data(a.now, b"GET /1 HTTP/1.1\r\n\r\n")), &mut c, &mut s);
+    deliver(a.send(To::Server, s.data(a.now, b"HTTP/1.1 200 OK\r\n\r\n")), &mut c, &mut s);
+    let mut recs = Vec::new();
+    a.engine.drain_synced(|r| recs.push(*r));
+    assert_eq!(recs.len(), 1, "one upsert when the backend handshake gave the offsets: {recs:?}");
+    // Without the records, B drops the flow's segments.
+    let mut cold = Wire::new(SynMode::Proxy, si, 80, vec![]);
+    cold.now = a.now;
+    assert!(cold.send(To::Client, c.data(a.now, b"GET /x HTTP/1.1\r\n\r\n")).is_empty());
+    c.snd_nxt = c.snd_nxt.wrapping_sub(19);
+    // With them, B carries it on.
+    b.now = a.now + 1_000_000;
+    for r in &recs {
+        b.engine.import_synced(b.now, r);
+    }
+    assert_eq!(b.engine.sync_stats().sync_sessions_imported, 1);
+    deliver(b.send(To::Client, c.data(b.now, b"GET /2 HTTP/1.1\r\n\r\n")), &mut c, &mut s);
+    assert!(s.received.ends_with(b"GET /2 HTTP/1.1\r\n\r\n"), "B forwarded the client's request");
+    deliver(b.send(To::Server, s.data(b.now, b"HTTP/1.1 200 OK\r\n\r\nsecond")), &mut c, &mut s);
+    assert!(c.received.ends_with(b"second"), "B translated the server's sequence numbers for the client");
+    assert!(b.drops.is_empty(), "{:?}", b.drops);
+    // A close through B goes back to A as a delete.
+    close(&mut b, &mut c, &mut s);
+    let mut back = Vec::new();
+    b.engine.drain_synced(|r| back.push(*r));
+    assert!(back.iter().any(|r| r.op == scrubber::engine::sync::SyncOp::Delete), "{back:?}");
+    for r in &back {
+        a.engine.import_synced(b.now, r);
+    }
+    assert!(a.engine.sync_stats().sync_sessions_deleted >= 1);
+}

@@ -267,6 +267,10 @@ pub struct LabArgs {
     /// With --boxes: print the report as one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// With --boxes: the boxes do not stream their sessions to each other (to see what that
+    /// costs a failover).
+    #[arg(long)]
+    no_sync: bool,
 }
 
 /// Run `scrubber lab`.
@@ -283,13 +287,15 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
             flood_pps: a.flood_pps,
             conn_rate: a.conn_rate,
             established: 16,
+            sync: !a.no_sync,
         };
         let r = scrubber::tools::lab::fleet::run_failover(&o, &exe.to_string_lossy(), &mut |l| println!("{l}"))?;
         println!(
-            "\n==> failover of box 0 of {}: path withdrawn after {} ms; new connections failed {} of {} ({} after the \
-             withdrawal); flood frames at the server {} of {}; established connections survived {} of {} ({:.1} %); \
-             box 0 back in {} ms",
+            "\n==> failover of box 0 of {} (session sync {}): path withdrawn after {} ms; new connections failed {} of \
+             {} ({} after the withdrawal); flood frames at the server {} of {}; established connections survived {} of \
+             {} ({:.1} %); box 0 back in {} ms; sync {:.0} bytes/s at {} new connections/s",
             r.boxes,
+            if r.sync { "on" } else { "off" },
             r.failover_ms,
             r.new_connections_failed,
             r.new_connections,
@@ -299,7 +305,9 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
             r.established_survived,
             r.established,
             r.established_survived_pct,
-            r.rejoin_ms
+            r.rejoin_ms,
+            r.sync_bytes_per_s,
+            r.conn_rate
         );
         if a.json {
             println!("{}", serde_json::to_string(&r)?);

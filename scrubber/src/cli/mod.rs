@@ -65,7 +65,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     Check(check::CheckArgs),
     Replay(replay::ReplayArgs),
     Stats(stats::StatsArgs),
@@ -127,7 +127,7 @@ fn init_logging() {
 
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(*a),
         Command::Check(a) => check::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Stats(a) => stats::run(a),

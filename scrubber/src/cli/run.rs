@@ -122,6 +122,14 @@ pub struct RunArgs {
     /// Most bytes of sample files kept in --sample-dir (the oldest go first): 256M, 1G.
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = super::parse_size, requires = "sample_dir")]
     sample_cap: u64,
+    /// Stream this box's sessions to the fleet's other boxes and take in theirs (UDP on a
+    /// management address, authenticated with the shared cookie secret): a box that dies leaves
+    /// its connections to the survivors. Give this box's listen address …
+    #[arg(long, value_name = "ADDR:PORT", requires = "sync_peer")]
+    sync_listen: Option<std::net::SocketAddr>,
+    /// … and every peer's (repeat, or separate with commas).
+    #[arg(long, value_name = "ADDR:PORT", value_delimiter = ',', requires = "sync_listen")]
+    sync_peer: Vec<std::net::SocketAddr>,
     #[command(flatten)]
     limit: super::FileLimit,
 }
@@ -211,6 +219,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             OnExitArg::Closed => OnExit::Closed,
             OnExitArg::Open => OnExit::Open,
         },
+        sync: a.sync_listen.map(|listen| scrubber::control::sync::SyncConfig { listen, peers: a.sync_peer.clone() }),
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cfg = RunConfig::resolve(req, cores)?;

@@ -47,6 +47,9 @@ pub mod defaults {
 /// Why a configuration could not be resolved. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Session sync without a shared cookie secret.
+    #[error("--sync-peer: the boxes of a fleet must share the cookie secret (it also authenticates the session records): give --cookie-secret FILE or `cookie-secret \"FILE\"` in the rule file, the same file on every box (scrubber gen-secret makes one)")]
+    SyncWithoutSecret,
     /// Neither `--protect` nor `--rules`.
     #[error("give at least one --protect IP[:PORT] (e.g. --protect 198.18.0.10:80), or --rules FILE")]
     NoPolicy,
@@ -265,6 +268,8 @@ pub struct RunRequest {
     pub metrics: Option<std::net::SocketAddr>,
     /// `--sample-dir` and its settings.
     pub sample: Option<SampleConfig>,
+    /// `--sync-listen` and `--sync-peer`: session streaming to the fleet's other boxes.
+    pub sync: Option<super::sync::SyncConfig>,
 }
 
 /// `--sample-dir DIR [--sample-rates …] [--sample-cap SIZE]`.
@@ -307,6 +312,7 @@ impl RunRequest {
             on_event: None,
             metrics: None,
             sample: None,
+            sync: None,
         }
     }
 }
@@ -360,6 +366,8 @@ pub struct RunConfig {
     pub metrics: Option<std::net::SocketAddr>,
     /// `--sample-dir` and its settings.
     pub sample: Option<SampleConfig>,
+    /// `--sync-listen` and `--sync-peer`: session streaming to the fleet's other boxes.
+    pub sync: Option<super::sync::SyncConfig>,
 }
 
 impl RunConfig {
@@ -379,6 +387,9 @@ impl RunConfig {
         let load = LoadOptions { max_file_bytes: req.max_file_size, check_secret: req.cookie_secret.is_none() };
         let (policy, warnings) = resolve_policy(req.rules.as_deref(), &req.protect, &load)?;
         let setting = policy.loaded().and_then(|l| l.compiled.settings().cookie_secret.clone());
+        if req.sync.is_some() && req.cookie_secret.is_none() && setting.is_none() {
+            return Err(ConfigError::SyncWithoutSecret);
+        }
         let cookie_key = resolve_cookie_key(req.cookie_secret.as_deref(), setting.as_deref())?;
         let per_worker = (total_sessions(req.sessions, &policy)? / workers).max(defaults::MIN_SESSIONS_PER_WORKER);
         let engine =
@@ -415,6 +426,7 @@ impl RunConfig {
             on_event: req.on_event,
             metrics: req.metrics,
             sample: req.sample,
+            sync: req.sync,
         })
     }
 

@@ -81,6 +81,7 @@ pub fn render(snap: &Snapshot) -> String {
     b.group("limiter", &workers.iter().map(|x| (w(x.worker), &x.limiter)).collect::<Vec<_>>());
     b.group("rings", &workers.iter().map(|x| (w(x.worker), &x.rings)).collect::<Vec<_>>());
     b.group("http_table", &workers.iter().map(|x| (w(x.worker), &x.http)).collect::<Vec<_>>());
+    b.group("sync", &workers.iter().map(|x| (w(x.worker), &x.sync)).collect::<Vec<_>>());
     for (name, help, would) in [
         ("drops_by_reason", "Frames dropped, by reason.", false),
         ("would_drops_by_reason", "Frames a drop was decided for but forwarded (observe), by reason.", true),
@@ -122,6 +123,7 @@ pub fn render(snap: &Snapshot) -> String {
     b.group("events", &[(Vec::new(), &snap.events)]);
     b.group("samples", &[(Vec::new(), &snap.samples)]);
     b.group("bans", &[(Vec::new(), &snap.bans)]);
+    b.group("sync_net", &[(Vec::new(), &snap.sync)]);
     // Attack state and top sources per target (targets as the first worker lists them).
     if let Some(first) = workers.first() {
         let attacked = first
@@ -287,6 +289,7 @@ mod tests {
             samples: Default::default(),
             bans: Default::default(),
             banned: Vec::new(),
+            sync: Default::default(),
             workers,
         };
         let t = std::time::Instant::now();
@@ -322,6 +325,7 @@ mod tests {
             samples: Default::default(),
             bans: Default::default(),
             banned: Vec::new(),
+            sync: Default::default(),
             workers: vec![w],
         };
         let text = render(&snap);

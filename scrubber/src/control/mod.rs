@@ -13,6 +13,7 @@
 //! * [`knobs`] — kernel NAPI knobs applied at start and restored at exit.
 //! * [`signals`] — stop and reload flags set by SIGINT/SIGTERM and SIGHUP.
 //! * [`bans`] — `scrubber ban list|add|del` over the control socket.
+//! * [`sync`] — session streaming to the other boxes of a fleet.
 
 pub mod bans;
 pub mod config;
@@ -30,5 +31,6 @@ pub mod signals;
 pub mod state;
 pub mod stats;
 pub mod supervisor;
+pub mod sync;
 pub mod telemetry;
 pub mod top;

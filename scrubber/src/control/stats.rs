@@ -73,6 +73,7 @@ pub fn render(cur: &Snapshot, prev: Option<&Snapshot>) -> String {
     render_group(&mut o, &cur.events, prev.zip(dt).map(|(p, secs)| Since { prev: &p.events, secs }));
     render_group(&mut o, &cur.samples, prev.zip(dt).map(|(p, secs)| Since { prev: &p.samples, secs }));
     render_group(&mut o, &cur.bans, prev.zip(dt).map(|(p, secs)| Since { prev: &p.bans, secs }));
+    render_group(&mut o, &cur.sync, prev.zip(dt).map(|(p, secs)| Since { prev: &p.sync, secs }));
     if !cur.banned.is_empty() {
         let _ = writeln!(o, "banned (first {}; all: scrubber ban list):", cur.banned.len());
         for b in &cur.banned {
@@ -107,6 +108,7 @@ fn block(o: &mut String, t: &Totals, p: Option<(&Totals, f64)>) {
     render_group(o, &t.limiter, p.map(|(p, secs)| Since { prev: &p.limiter, secs }));
     render_group(o, &t.rings, p.map(|(p, secs)| Since { prev: &p.rings, secs }));
     render_group(o, &t.http, p.map(|(p, secs)| Since { prev: &p.http, secs }));
+    render_group(o, &t.sync, p.map(|(p, secs)| Since { prev: &p.sync, secs }));
 }
 
 fn human_duration(secs: f64) -> String {
@@ -154,6 +156,7 @@ mod tests {
             samples: Default::default(),
             bans: Default::default(),
             banned: Vec::new(),
+            sync: Default::default(),
             workers: vec![w],
         }
     }

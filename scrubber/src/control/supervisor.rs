@@ -98,6 +98,14 @@ pub enum RunError {
     /// A worker thread could not be created.
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
+    /// The session-sync socket could not be opened.
+    #[error("--sync-listen {addr}: {source} (give an address of this box's management interface and a free UDP port)")]
+    Sync {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
     /// The frame accounting check failed at exit (a bug).
     #[error("frame accounting: {0}")]
     Accounting(String),
@@ -340,9 +348,26 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
         }
         _ => None,
     };
+    // Session streaming to the fleet's other boxes.
+    let sync_queues = cfg.sync.as_ref().map(|_| Arc::new(crate::dataplane::sync::SyncQueues::new(workers)));
+    let sync_thread = match (&cfg.sync, &sync_queues) {
+        (Some(sc), Some(q)) => {
+            for e in engines.iter_mut() {
+                e.enable_sync();
+            }
+            let t = super::sync::SyncThread::start(sc, &cfg.engine.cookie_key, Arc::clone(q))
+                .map_err(|source| RunError::Sync { addr: sc.listen, source })?;
+            let peers: Vec<String> = sc.peers.iter().map(|p| p.to_string()).collect();
+            tracing::info!("session sync: listening on {}, peers {}", sc.listen, peers.join(", "));
+            Some(t)
+        }
+        _ => None,
+    };
     let parts = engines.into_iter().zip(inboxes).collect();
-    let mut dp =
-        Some(start_dataplane(&cfg, parts, &publishers, queues, int_queues, sample_queues.clone()).map_err(|(e, _)| e)?);
+    let mut dp = Some(
+        start_dataplane(&cfg, parts, &publishers, queues, int_queues, sample_queues.clone(), sync_queues.clone())
+            .map_err(|(e, _)| e)?,
+    );
     let modes = dp.as_ref().map(|d| d.modes.clone()).unwrap_or_default();
     // Fail-open or fail-closed, now that the programs take every frame.
     match cfg.on_exit.apply(&cfg.ext, &cfg.int) {
@@ -475,7 +500,9 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
             let parts = parked.take().unwrap_or_default();
             let q = (scrubber_xsk::rx_queue_count(&cfg.ext), scrubber_xsk::rx_queue_count(&cfg.int));
             let res = match q {
-                (Ok(qe), Ok(qi)) => start_dataplane(&cfg, parts, &publishers, qe, qi, sample_queues.clone()),
+                (Ok(qe), Ok(qi)) => {
+                    start_dataplane(&cfg, parts, &publishers, qe, qi, sample_queues.clone(), sync_queues.clone())
+                }
                 (Err(e), _) | (_, Err(e)) => Err((RunError::from(e), parts)),
             };
             match res {
@@ -531,6 +558,9 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
                 bans_seen = bs.bans_added;
             }
             server.set_bans(bs, super::bans::listed(&bans, now, publishers.first(), super::telemetry::BANNED_LISTED));
+            if let Some(t) = &sync_thread {
+                server.set_sync(t.stats());
+            }
         }
         if signals.take_reload() {
             let _ = hup_tx.send(());
@@ -570,6 +600,18 @@ pub fn run(mut cfg: RunConfig) -> Result<RunSummary, RunError> {
     }
 
     drop(ban_server);
+    if let Some(t) = &sync_thread {
+        let st = t.stats();
+        tracing::info!(
+            "session sync: {} datagrams ({} bytes) sent, {} records received, {} refused, {} lost",
+            st.sync_datagrams_sent,
+            st.sync_bytes_sent,
+            st.sync_records_received,
+            st.sync_datagrams_refused,
+            st.sync_queue_lost
+        );
+    }
+    drop(sync_thread);
     tracing::info!("stopping: draining and detaching");
     let stopped: Vec<(Engine, PolicyInbox)> = match dp.take() {
         Some(d) => {
@@ -643,6 +685,7 @@ fn start_dataplane(
     queues: u32,
     int_queues: u32,
     samples: Option<Arc<Vec<crossbeam::queue::ArrayQueue<crate::dataplane::sample::Sample>>>>,
+    sync: Option<Arc<crate::dataplane::sync::SyncQueues>>,
 ) -> Result<Dataplane, (RunError, Vec<(Engine, PolicyInbox)>)> {
     let workers = parts.len();
     let progs = XdpProgram::attach(&cfg.ext, queues, cfg.attach, cfg.fallback)
@@ -654,6 +697,7 @@ fn start_dataplane(
     let shared = match Shared::new(workers, [Arc::new(ext_prog), Arc::new(int_prog)]) {
         Ok(mut s) => {
             s.samples = samples;
+            s.sync = sync;
             Arc::new(s)
         }
         Err(e) => return Err((RunError::Thread(e), parts)),

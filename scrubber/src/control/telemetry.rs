@@ -61,6 +61,8 @@ pub struct Totals {
     pub rings: RingStats,
     /// HTTP connection-state tables summed.
     pub http: crate::engine::http::HttpTableStats,
+    /// Session streaming summed.
+    pub sync: crate::engine::sync::SyncStats,
 }
 
 impl Totals {
@@ -73,6 +75,7 @@ impl Totals {
             limiter: w.limiter,
             rings: w.rings,
             http: w.http,
+            sync: w.sync,
         }
     }
 }
@@ -112,6 +115,9 @@ pub struct Snapshot {
     /// The live bans expiring first (at most [`BANNED_LISTED`]; `scrubber ban list` has all).
     #[serde(default)]
     pub banned: Vec<super::bans::Listed>,
+    /// Session streaming to the fleet's other boxes (`--sync-peer`).
+    #[serde(default)]
+    pub sync: super::sync::SyncNetStats,
     /// One entry per worker, in worker order.
     pub workers: Vec<WorkerStats>,
 }
@@ -129,6 +135,7 @@ impl Snapshot {
                 limiter: LimiterStats::default(),
                 rings: RingStats::default(),
                 http: Default::default(),
+                sync: Default::default(),
             },
         };
         for w in self.workers.iter().skip(1) {
@@ -138,6 +145,7 @@ impl Snapshot {
             t.limiter.merge(&w.limiter);
             t.rings.merge(&w.rings);
             t.http.merge(&w.http);
+            t.sync.merge(&w.sync);
         }
         t
     }
@@ -265,6 +273,7 @@ struct Extra {
     samples: super::samples::SampleStats,
     bans: crate::engine::ban::BanStats,
     banned: Vec<super::bans::Listed>,
+    sync: super::sync::SyncNetStats,
 }
 
 /// Bans listed in a snapshot.
@@ -290,6 +299,7 @@ impl Shared {
             samples: self.policy().samples,
             bans: self.policy().bans,
             banned: self.policy().banned,
+            sync: self.policy().sync,
             workers: self.publishers.iter().map(Publisher::read).collect(),
         }
     }
@@ -381,6 +391,11 @@ impl StatsServer {
         let mut g = self.shared.policy.lock().unwrap_or_else(|e| e.into_inner());
         g.bans = bans;
         g.banned = banned;
+    }
+
+    /// Replace the session-sync counters.
+    pub fn set_sync(&self, sync: super::sync::SyncNetStats) {
+        self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()).sync = sync;
     }
 
     /// Replace the link counters.
@@ -542,6 +557,7 @@ mod tests {
             samples: Default::default(),
             bans: Default::default(),
             banned: Vec::new(),
+            sync: Default::default(),
             workers: vec![worker(0, 1), worker(1, 3)],
         };
         let t = s.total();
@@ -576,6 +592,7 @@ mod tests {
             samples: Default::default(),
             bans: Default::default(),
             banned: Vec::new(),
+            sync: Default::default(),
             workers: vec![worker(0, 2)],
         };
         let json = serde_json::to_vec(&s).unwrap();

@@ -199,6 +199,7 @@ mod tests {
             samples: Default::default(),
             bans: Default::default(),
             banned: Vec::new(),
+            sync: Default::default(),
             workers: vec![w.clone()],
         };
         let prev = mk(&w, 10.0, vec![]);

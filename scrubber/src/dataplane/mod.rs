@@ -7,6 +7,7 @@
 //! * [`stats`] — what a worker publishes (engine counters, ring statistics).
 //! * [`inbox`] — how a worker receives a reloaded policy between two batches.
 //! * [`clock`] — the engine's clock.
+//! * [`sync`] — the queues to and from the session-sync thread of a fleet.
 //!
 //! Per iteration a worker: takes a policy from its inbox if one is waiting; reads up to
 //! [`BATCH`] frames from ext and judges them inbound, then from int (outbound); queues
@@ -28,6 +29,7 @@ pub mod handoff;
 pub mod inbox;
 pub mod sample;
 pub mod stats;
+pub mod sync;
 pub mod worker;
 
 pub use clock::now_ns;

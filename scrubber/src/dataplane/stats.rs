@@ -73,6 +73,9 @@ pub struct WorkerStats {
     /// The worker's HTTP connection-state table.
     #[serde(default)]
     pub http: crate::engine::http::HttpTableStats,
+    /// The worker's session streaming.
+    #[serde(default)]
+    pub sync: crate::engine::sync::SyncStats,
 }
 
 impl WorkerStats {
@@ -89,6 +92,7 @@ impl WorkerStats {
             limiter: LimiterStats::default(),
             rings: RingStats::default(),
             http: Default::default(),
+            sync: Default::default(),
         }
     }
 }

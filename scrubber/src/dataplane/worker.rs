@@ -33,6 +33,8 @@ pub struct Shared {
     pub programs: [Arc<XdpProgram>; 2],
     /// One sample queue per worker (`--sample-dir`), drained by `control::samples`.
     pub samples: Option<Arc<Vec<ArrayQueue<super::sample::Sample>>>>,
+    /// Session streaming to the fleet's other boxes (`--sync-peer`), when on.
+    pub sync: Option<Arc<super::sync::SyncQueues>>,
 }
 
 impl Shared {
@@ -44,6 +46,7 @@ impl Shared {
             wakers: (0..workers).map(|_| Waker::new()).collect::<std::io::Result<_>>()?,
             programs,
             samples: None,
+            sync: None,
         })
     }
 }
@@ -192,6 +195,9 @@ pub fn worker_main(
             continue;
         }
         inbox.poll(&mut engine);
+        if let Some(sq) = shared.sync.as_deref() {
+            sync_step(&mut engine, sq, me);
+        }
         ls.polls += 1;
         if setup.poll == Poll::Busy {
             w.busy_poll();
@@ -401,6 +407,28 @@ fn judge_batch(
     }
 }
 
+/// Between batches: hand the engine's session records to the sync thread, take in (a bounded
+/// number of) the peers' records for flows this worker owns.
+#[inline]
+fn sync_step(engine: &mut Engine, sq: &super::sync::SyncQueues, me: usize) {
+    if let Some(out) = sq.out.get(me) {
+        engine.drain_synced(|r| {
+            if out.push(r.encode()).is_err() {
+                sq.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    if let Some(inp) = sq.inp.get(me) {
+        let now = now_ns();
+        for _ in 0..256 {
+            let Some(b) = inp.pop() else { break };
+            if let Some(r) = crate::engine::sync::SyncRecord::decode(&b) {
+                engine.import_synced(now, &r);
+            }
+        }
+    }
+}
+
 /// A UMEM frame holding a copy of `bytes`, if one is free.
 #[inline]
 fn second_frame(w: &mut SocketPair, bytes: &[u8]) -> Option<Desc> {
@@ -456,6 +484,7 @@ fn publish(p: &Publisher, e: &Engine, w: &SocketPair, ls: &RingStats) {
         s.table = table;
         s.limiter = limiter;
         s.http = http;
+        s.sync = e.sync_stats();
         s.rings = rings;
     });
 }

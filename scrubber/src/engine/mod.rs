@@ -39,6 +39,7 @@ pub mod policy;
 pub mod session;
 pub mod snapshot;
 pub mod sources;
+pub mod sync;
 pub mod tcp;
 pub mod verdict;
 
@@ -116,6 +117,9 @@ pub struct Engine {
     http_svcs: u128,
     /// Bans, shared by the engines of the process.
     bans: Arc<ban::BanTable>,
+    /// Records for the peers of a fleet (session streaming), when enabled.
+    sync: Option<Box<sync::SyncRing>>,
+    sync_stats: sync::SyncStats,
     cookies: SynCookies,
     table: SessionTable,
     /// New SYNs on live 4-tuples (reconnects on a busy port).
@@ -157,6 +161,8 @@ impl Engine {
             frame_req_rule: None,
             http_svcs: 0,
             bans: cfg.bans.clone().unwrap_or_else(|| Arc::new(ban::BanTable::new(4096, seed.rotate_left(3)))),
+            sync: None,
+            sync_stats: sync::SyncStats::default(),
             cookies: SynCookies::new(CookieKey::from_bytes(cfg.cookie_key), cfg.cookie_slot_secs),
             table,
             recent_syns: RecentSyns::new(seed.rotate_left(29)),

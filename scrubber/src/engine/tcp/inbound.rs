@@ -282,10 +282,14 @@ impl Engine {
             let s = self.table.get_mut(id);
             s.state = SessionState::Closed;
             s.last_seen = tk;
+            let s = *s;
             self.counters.sessions_closed += 1;
+            self.sync_close(d, &s);
             return Verdict::Forward;
         }
         let s = self.table.get_mut(id);
+        let seen_before = s.last_seen;
+        let was = s.state;
         s.last_seen = tk;
         s.win_c = d.tcp.window;
         s.next_c = s.next_c.max(seg_end(d));
@@ -298,7 +302,36 @@ impl Engine {
         } else if s.state == SessionState::SynRecv && f.ack && SeqNumber(d.tcp.ack) == s.next_s {
             s.state = SessionState::Established;
         }
+        if self.sync.is_some() {
+            let s = *s;
+            self.sync_changed(d, Direction::Inbound, was, seen_before, &s);
+        }
         Verdict::Forward
+    }
+
+    /// Tell the fleet's peers (sync on) about a session that changed: established now, or
+    /// alive across a 64-second boundary → upsert; closing → delete.
+    #[inline(never)]
+    pub(crate) fn sync_changed(&mut self, d: &Dissected, dir: Direction, was: SessionState, seen: u32, s: &Session) {
+        let key = flow_key(d, dir);
+        let op = match s.state {
+            SessionState::Closing | SessionState::Closed if was != s.state => crate::engine::sync::SyncOp::Delete,
+            SessionState::Established if was != SessionState::Established => crate::engine::sync::SyncOp::Upsert,
+            SessionState::Established | SessionState::FinWait if self.sync_refresh_due(seen, s.last_seen) => {
+                crate::engine::sync::SyncOp::Upsert
+            }
+            _ => return,
+        };
+        self.sync_note(op, &key, s);
+    }
+
+    /// A session closed by a RST: the peers forget it (sync on).
+    #[inline]
+    pub(crate) fn sync_close(&mut self, d: &Dissected, s: &Session) {
+        if self.sync.is_some() {
+            let key = flow_key(d, Direction::Inbound);
+            self.sync_note(crate::engine::sync::SyncOp::Delete, &key, s);
+        }
     }
 
     /// A segment on a session a RST closed, while it lingers: a new connection's cookie ACK

@@ -167,11 +167,17 @@ impl Engine {
                 self.counters.sessions_closed += 1;
             }
             let s = self.table.get_mut(id);
+            let was = s.state;
             s.state = SessionState::Closed;
             s.last_seen = tk;
+            if self.sync.is_some() {
+                let s = *s;
+                self.sync_changed(d, Direction::Outbound, was, tk, &s);
+            }
             return Verdict::Forward;
         }
         let s = self.table.get_mut(id);
+        let (was, seen_before) = (s.state, s.last_seen);
         s.last_seen = tk;
         s.win_s = d.tcp.window;
         s.next_s = s.next_s.max(seg_end(d));
@@ -186,6 +192,10 @@ impl Engine {
             }
         } else if s.state == SessionState::OutSynRecv && f.ack && SeqNumber(d.tcp.ack) == s.next_c {
             s.state = SessionState::Established;
+        }
+        if self.sync.is_some() {
+            let s = *s;
+            self.sync_changed(d, Direction::Outbound, was, seen_before, &s);
         }
         Verdict::Forward
     }

@@ -343,6 +343,8 @@ impl Engine {
         s.state = SessionState::Established;
         s.last_seen = tk;
         let s = *s;
+        // The offsets exist now: the fleet's other boxes can carry the flow from here on.
+        self.sync_note(crate::engine::sync::SyncOp::Upsert, key, &s);
         // Early data the client sent with its cookie ACK goes to the backend with the ACK.
         let mut early = [0u8; MAX_EARLY];
         let early_len = self.stash.take(key, &mut early).unwrap_or(0);

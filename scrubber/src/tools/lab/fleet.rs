@@ -61,6 +61,8 @@ pub struct FleetOptions {
     pub conn_rate: u64,
     /// Long-lived legitimate connections (paced downloads) across the failover.
     pub established: usize,
+    /// Stream sessions between the boxes (over a management network of their own).
+    pub sync: bool,
 }
 
 /// What a failover did.
@@ -91,6 +93,14 @@ pub struct FleetReport {
     pub established_survived_pct: f64,
     /// Traffic each box carried (frames forwarded in, from its stats), before the failure.
     pub per_box_forwarded: Vec<u64>,
+    /// Whether the boxes streamed their sessions to each other.
+    pub sync: bool,
+    /// Session-sync bytes the surviving box 1 sent (UDP payload), and new connections per
+    /// second over the run: the sync traffic per 1,000 new connections/s is
+    /// `sync_bytes_per_s * 1000 / conn_rate`.
+    pub sync_bytes_per_s: f64,
+    /// New connections per second offered.
+    pub conn_rate: u64,
 }
 
 impl FleetOptions {
@@ -123,6 +133,7 @@ pub struct Fleet {
     /// BIRD of the edge and the inner router, the server, the scrubbers (by box).
     daemons: Vec<NsChild>,
     scrubbers: Vec<Option<NsChild>>,
+    sync: bool,
     /// nftables counters on the server.
     pub counters: Option<ServerCounters>,
 }
@@ -144,7 +155,7 @@ impl Fleet {
 
     /// Build the namespaces and links, write the daemons' files, start BIRD, the server and
     /// every scrubber, and wait until the edge router has every path.
-    pub fn create(tag: &str, boxes: usize, exe: &str) -> Result<Fleet, LabError> {
+    pub fn create(tag: &str, boxes: usize, exe: &str, sync: bool) -> Result<Fleet, LabError> {
         let dir = std::env::temp_dir().join(format!("scrubber-fleet-{tag}"));
         std::fs::create_dir_all(&dir)
             .map_err(|source| LabError::Io { what: format!("cannot create {}", dir.display()), source })?;
@@ -156,6 +167,7 @@ impl Fleet {
             exe: exe.to_string(),
             daemons: Vec::new(),
             scrubbers: Vec::new(),
+            sync,
             counters: None,
         };
         f.build()?;
@@ -171,7 +183,7 @@ impl Fleet {
     }
 
     fn build(&mut self) -> Result<(), LabError> {
-        let mut roles: Vec<String> = ["c", "a", "e", "i", "s"].iter().map(|r| r.to_string()).collect();
+        let mut roles: Vec<String> = ["c", "a", "e", "i", "s", "g"].iter().map(|r| r.to_string()).collect();
         roles.extend((0..self.boxes).map(|i| format!("b{i}")));
         for r in &roles {
             let n = self.ns(r);
@@ -215,6 +227,18 @@ impl Fleet {
             for dev in ["ext", "int"] {
                 run_ns(&bn, "ip", &["link", "set", dev, "up"])?;
             }
+        }
+        // The management network: the boxes' sync traffic, on a bridge of its own.
+        let g = self.ns("g");
+        run_ns(&g, "ip", &["link", "add", "br0", "type", "bridge"])?;
+        run_ns(&g, "ip", &["link", "set", "br0", "up"])?;
+        for b in 0..self.boxes {
+            let bn = self.ns(&format!("b{b}"));
+            let port = format!("g{b}");
+            sh("ip", &["link", "add", "mg", "netns", &bn, "type", "veth", "peer", "name", &port, "netns", &g])?;
+            run_ns(&g, "ip", &["link", "set", &port, "master", "br0", "up"])?;
+            run_ns(&bn, "ip", &["addr", "add", &format!("{}/24", mgmt_addr(b)), "dev", "mg"])?;
+            run_ns(&bn, "ip", &["link", "set", "mg", "up"])?;
         }
         for rn in [&e, &i] {
             // One 5-tuple hash, the same seed on both routers: both directions of a flow take
@@ -324,6 +348,17 @@ impl Fleet {
             "--rules",
             &rules.to_string_lossy(),
         ]);
+        let mut argv = argv;
+        if self.sync {
+            let peers: Vec<String> =
+                (0..self.boxes).filter(|&p| p != b).map(|p| format!("{}:{SYNC_PORT}", mgmt_addr(p))).collect();
+            argv.extend(args(&[
+                "--sync-listen",
+                &format!("{}:{SYNC_PORT}", mgmt_addr(b)),
+                "--sync-peer",
+                &peers.join(","),
+            ]));
+        }
         NsChild::spawn(Some(&self.ns(&format!("b{b}"))), &self.exe, &argv, true)
     }
 
@@ -391,6 +426,23 @@ impl Drop for Fleet {
     }
 }
 
+/// The sync port of every box.
+pub const SYNC_PORT: u16 = 7470;
+
+/// Box `b`'s address on the management network.
+fn mgmt_addr(b: usize) -> String {
+    format!("198.18.40.{}", 10 + b)
+}
+
+/// Session-sync bytes box `b` has sent (its stats socket).
+fn sync_bytes(f: &Fleet, b: usize) -> u64 {
+    let out = run_ns(&f.ns(&format!("b{b}")), &f.exe, &["stats", "--socket", &f.socket(b), "--json"]);
+    out.ok()
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(o.trim()).ok())
+        .and_then(|v| v.pointer("/sync/sync_bytes_sent").and_then(|x| x.as_u64()))
+        .unwrap_or(0)
+}
+
 fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
@@ -404,7 +456,7 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
         "==> building the fleet {tag}: {} boxes between an edge and an inner router (BIRD 2, BGP + BFD, ECMP)",
         o.boxes
     ));
-    let mut f = Fleet::create(&tag, o.boxes, exe)?;
+    let mut f = Fleet::create(&tag, o.boxes, exe, o.sync)?;
     say(&format!("==> the edge router has {} paths to {PROTECTED}", f.paths()));
     let to = SocketAddr::new(IpAddr::V4(SERVER), 80);
     let (ns_c, ns_a) = (f.ns("c"), f.ns("a"));
@@ -482,6 +534,7 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(o.seconds * 1000 / 3));
     let per_box_forwarded: Vec<u64> = (0..o.boxes).map(|b| f.forwarded(b)).collect();
+    let sync_t0 = (Instant::now(), sync_bytes(&f, 1));
     say(&format!(
         "==> killing box 0 (SIGKILL) at t={:.1}s; traffic by box so far: {per_box_forwarded:?}",
         t0.elapsed().as_secs_f64()
@@ -496,6 +549,7 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
     // The rest of the run, then every client's report.
     let end = t0 + Duration::from_secs(o.seconds);
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
+    let sync_rate = (sync_bytes(&f, 1).saturating_sub(sync_t0.1)) as f64 / sync_t0.0.elapsed().as_secs_f64();
     let flood_res = fl.finish()?;
     let mut prober = prober;
     let out = prober.finish(Duration::from_secs(30))?;
@@ -541,5 +595,8 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
         established_survived: survived,
         established_survived_pct: if established > 0 { (survived as f64) * 100.0 / established as f64 } else { 0.0 },
         per_box_forwarded,
+        sync: o.sync,
+        sync_bytes_per_s: (sync_rate * 10.0).round() / 10.0,
+        conn_rate: o.conn_rate,
     })
 }
