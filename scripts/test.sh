@@ -41,10 +41,10 @@ apt_install() {
 # Tools for the network-namespace lab, the end-to-end tests and NIC setup: iproute2 (ip, tc),
 # ethtool (offload switches), hping3 and netsniff-ng (trafgen) for floods, nftables (counters on
 # the lab server), tcpdump, curl, procps (kill, sysctl), util-linux (nsenter), coreutils (timeout),
-# bird2 (BGP and BFD routers of the multi-box lab).
+# bird2 (BGP and BFD routers of the multi-box lab), gobgpd (the diversion speaker).
 apt_install ip:iproute2 tc:iproute2 ethtool:ethtool hping3:hping3 trafgen:netsniff-ng nft:nftables \
     tcpdump:tcpdump curl:curl kill:procps sysctl:procps nsenter:util-linux timeout:coreutils ping:iputils-ping \
-    bird:bird2
+    bird:bird2 gobgpd:gobgpd gobgp:gobgpd
 
 # ---------------------------------------------------------------------------------------------
 # Style gates: formatting, lints and documentation, as CI enforces them.

@@ -44,3 +44,25 @@ fn failover_behind_ecmp_with_bgp_and_bfd() {
     assert!(!n.sync && n.established_survived < r.established_survived, "sync {r:?}\nno sync {n:?}");
     assert_eq!(n.flood_frames_at_server, 0, "{n:?}");
 }
+
+/// Detection → diversion: the boxes' attack events run the GoBGP hook
+/// (examples/hooks/gobgp-blackhole.sh), which announces a blackhole route for the attacked
+/// server to the edge router (BIRD) and withdraws it when the attack stops.
+#[test]
+fn attack_events_divert_through_gobgp() {
+    let Some(_g) = begin("e2e_fleet_divert") else { return };
+    let exe = scrubber_bin();
+    let out = std::process::Command::new(&exe)
+        .args(["lab", "--boxes", "2", "--divert", "--seconds", "6", "--flood-pps", "20000", "--json"])
+        .output()
+        .expect("scrubber lab --boxes --divert runs");
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "scrubber lab --divert failed:\n{text}");
+    eprintln!("{text}");
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_string();
+    let r: scrubber::tools::lab::fleet::DivertReport =
+        serde_json::from_str(&last).unwrap_or_else(|e| panic!("last line is not the report ({e}):\n{text}"));
+    assert!(r.route.starts_with("blackhole 198.18.30.10"), "{r:?}");
+    assert!(r.announced_ms < 3000, "announced within a few seconds of the flood: {r:?}");
+    assert!(r.withdrawn_ms > r.announced_ms, "{r:?}");
+}

@@ -271,6 +271,11 @@ pub struct LabArgs {
     /// costs a failover).
     #[arg(long)]
     no_sync: bool,
+    /// With --boxes: instead of the failover, a flood whose attack events announce a blackhole
+    /// route for the attacked server through GoBGP (examples/hooks/gobgp-blackhole.sh) to the
+    /// edge router, withdrawn when the attack stops.
+    #[arg(long)]
+    divert: bool,
 }
 
 /// Run `scrubber lab`.
@@ -289,6 +294,18 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
             established: 16,
             sync: !a.no_sync,
         };
+        if a.divert {
+            let r = scrubber::tools::lab::fleet::run_divert(&o, &exe.to_string_lossy(), &mut |l| println!("{l}"))?;
+            println!(
+                "\n==> diversion: blackhole route at the edge router {} ms after the flood began, gone {} ms after it began \
+                 (the flood ran {} ms)",
+                r.announced_ms, r.withdrawn_ms, r.flood_ms
+            );
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            return Ok(());
+        }
         let r = scrubber::tools::lab::fleet::run_failover(&o, &exe.to_string_lossy(), &mut |l| println!("{l}"))?;
         println!(
             "\n==> failover of box 0 of {} (session sync {}): path withdrawn after {} ms; new connections failed {} of \

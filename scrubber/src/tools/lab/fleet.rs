@@ -65,6 +65,21 @@ pub struct FleetOptions {
     pub sync: bool,
 }
 
+/// What a diversion did (`scrubber lab --boxes N --divert`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DivertReport {
+    /// From the flood's start until the edge router held the blackhole route.
+    pub announced_ms: u64,
+    /// From the flood's start until the route was gone again (the attack's stop event: the
+    /// quiet time after the flood stopped reaching the boxes — here the blackhole itself stops
+    /// it at the edge, as RTBH does upstream).
+    pub withdrawn_ms: u64,
+    /// How long the flood ran.
+    pub flood_ms: u64,
+    /// The edge router's route while the attack lasted, as `ip route` shows it.
+    pub route: String,
+}
+
 /// What a failover did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FleetReport {
@@ -134,6 +149,7 @@ pub struct Fleet {
     daemons: Vec<NsChild>,
     scrubbers: Vec<Option<NsChild>>,
     sync: bool,
+    divert: bool,
     /// nftables counters on the server.
     pub counters: Option<ServerCounters>,
 }
@@ -155,7 +171,7 @@ impl Fleet {
 
     /// Build the namespaces and links, write the daemons' files, start BIRD, the server and
     /// every scrubber, and wait until the edge router has every path.
-    pub fn create(tag: &str, boxes: usize, exe: &str, sync: bool) -> Result<Fleet, LabError> {
+    pub fn create(tag: &str, boxes: usize, exe: &str, sync: bool, divert: bool) -> Result<Fleet, LabError> {
         let dir = std::env::temp_dir().join(format!("scrubber-fleet-{tag}"));
         std::fs::create_dir_all(&dir)
             .map_err(|source| LabError::Io { what: format!("cannot create {}", dir.display()), source })?;
@@ -168,6 +184,7 @@ impl Fleet {
             daemons: Vec::new(),
             scrubbers: Vec::new(),
             sync,
+            divert,
             counters: None,
         };
         f.build()?;
@@ -184,6 +201,9 @@ impl Fleet {
 
     fn build(&mut self) -> Result<(), LabError> {
         let mut roles: Vec<String> = ["c", "a", "e", "i", "s", "g"].iter().map(|r| r.to_string()).collect();
+        if self.divert {
+            roles.push("x".into());
+        }
         roles.extend((0..self.boxes).map(|i| format!("b{i}")));
         for r in &roles {
             let n = self.ns(r);
@@ -240,6 +260,18 @@ impl Fleet {
             run_ns(&bn, "ip", &["addr", "add", &format!("{}/24", mgmt_addr(b)), "dev", "mg"])?;
             run_ns(&bn, "ip", &["link", "set", "mg", "up"])?;
         }
+        if self.divert {
+            // The BGP speaker the attack events drive (GoBGP), and the edge router, on the
+            // management network too.
+            for (n, dev, port, addr) in
+                [(self.ns("x"), "mg", "gx", "198.18.40.2"), (e.clone(), "mg", "ge", "198.18.40.1")]
+            {
+                sh("ip", &["link", "add", dev, "netns", &n, "type", "veth", "peer", "name", port, "netns", &g])?;
+                run_ns(&g, "ip", &["link", "set", port, "master", "br0", "up"])?;
+                run_ns(&n, "ip", &["addr", "add", &format!("{addr}/24"), "dev", dev])?;
+                run_ns(&n, "ip", &["link", "set", dev, "up"])?;
+            }
+        }
         for rn in [&e, &i] {
             // One 5-tuple hash, the same seed on both routers: both directions of a flow take
             // the same path (Linux orders the addresses and ports before hashing).
@@ -282,6 +314,15 @@ impl Fleet {
                 n = 20 + b
             ));
         }
+        if edge && self.divert {
+            // Routes from the diversion speaker with the blackhole community (RFC 7999) become
+            // blackholes; nothing else is taken from it, nothing is sent to it.
+            c.push_str(
+                "protocol bgp divert { local 198.18.40.1 as 64500; neighbor 198.18.40.2 as 64510; connect retry time 1; \
+                 ipv4 { import filter { if (65535, 666) ~ bgp_community then { dest = RTD_BLACKHOLE; accept; } reject; }; \
+                 export none; }; }\n",
+            );
+        }
         c
     }
 
@@ -297,7 +338,9 @@ impl Fleet {
              allow from routers to routers proto tcp port 179\n\
              allow from routers to routers proto tcp sport 179\n\
              allow from routers to routers proto udp port 3784\n\
-             deny to routers\n"
+             deny to routers\n\
+             attack-threshold 5kpps\n\
+             attack-quiet 3s\n"
         )
     }
 
@@ -310,6 +353,18 @@ impl Fleet {
         let server = NsChild::spawn(Some(&ns_s), &self.exe, &args(&["peer", "serve", "--listen", "0.0.0.0:80"]), true)?;
         self.daemons.push(server);
         self.counters = Some(ServerCounters::install(&ns_s)?);
+        if self.divert {
+            let conf = self.write(
+                "gobgpd.toml",
+                "[global.config]\n  as = 64510\n  router-id = \"198.18.40.2\"\n\
+                 [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"198.18.40.1\"\n    peer-as = 64500\n",
+            )?;
+            let argv =
+                args(&["-f", &conf.to_string_lossy(), "--api-hosts", "198.18.40.2:50051", "-p", "--pprof-disable"]);
+            self.daemons.push(NsChild::spawn(Some(&self.ns("x")), "gobgpd", &argv, true)?);
+            let hook = self.write("divert.sh", DIVERT_HOOK)?;
+            let _ = hook;
+        }
         for (role, edge) in [("e", true), ("i", false)] {
             let conf = self.write(&format!("bird-{role}.conf"), &self.bird_conf(edge))?;
             let ctl = self.dir.join(format!("bird-{role}.ctl"));
@@ -349,6 +404,13 @@ impl Fleet {
             &rules.to_string_lossy(),
         ]);
         let mut argv = argv;
+        if self.divert {
+            let hook = self.dir.join("divert.sh");
+            argv.extend(args(&[
+                "--on-event",
+                &format!("sh {} 198.18.40.2:50051 web=198.18.30.10/32", hook.to_string_lossy()),
+            ]));
+        }
         if self.sync {
             let peers: Vec<String> =
                 (0..self.boxes).filter(|&p| p != b).map(|p| format!("{}:{SYNC_PORT}", mgmt_addr(p))).collect();
@@ -426,6 +488,9 @@ impl Drop for Fleet {
     }
 }
 
+/// The diversion hook the lab's boxes run (`examples/hooks/gobgp-blackhole.sh`).
+pub const DIVERT_HOOK: &str = include_str!("../../../../examples/hooks/gobgp-blackhole.sh");
+
 /// The sync port of every box.
 pub const SYNC_PORT: u16 = 7470;
 
@@ -456,7 +521,7 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
         "==> building the fleet {tag}: {} boxes between an edge and an inner router (BIRD 2, BGP + BFD, ECMP)",
         o.boxes
     ));
-    let mut f = Fleet::create(&tag, o.boxes, exe, o.sync)?;
+    let mut f = Fleet::create(&tag, o.boxes, exe, o.sync, false)?;
     say(&format!("==> the edge router has {} paths to {PROTECTED}", f.paths()));
     let to = SocketAddr::new(IpAddr::V4(SERVER), 80);
     let (ns_c, ns_a) = (f.ns("c"), f.ns("a"));
@@ -598,5 +663,68 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
         sync: o.sync,
         sync_bytes_per_s: (sync_rate * 10.0).round() / 10.0,
         conn_rate: o.conn_rate,
+    })
+}
+
+/// `scrubber lab --boxes N --divert`: a spoofed flood over the attack threshold; the boxes'
+/// attack events run the GoBGP hook, which announces a blackhole route for the attacked server to
+/// the edge router while the attack lasts. Measures when the route appears and goes.
+pub fn run_divert(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> Result<DivertReport, LabError> {
+    o.validate()?;
+    super::preflight(&["ip", "ethtool", "nft", "trafgen", "kill", "timeout", "sysctl", "bird", "gobgpd", "gobgp"])?;
+    let tag = super::topo::Topology::new_tag_with("fd");
+    say(&format!("==> building the fleet {tag}: {} boxes, and a GoBGP speaker the attack events drive", o.boxes));
+    let f = Fleet::create(&tag, o.boxes, exe, o.sync, true)?;
+    let route = || run_ns(&f.ns("e"), "ip", &["route", "show", "198.18.30.10/32"]).unwrap_or_default();
+    let ns_a = f.ns("a");
+    let flood_secs = o.seconds.max(4);
+    let fl = flood::start_trafgen(
+        &ns_a,
+        &Trafgen {
+            kind: Kind::AckPsh,
+            target: IpAddr::V4(SERVER),
+            port: 80,
+            dst_mac: super::topo::mac_of(&f.ns("e"), "at")?,
+            src_mac: super::topo::mac_of(&ns_a, "lan")?,
+            vlan: None,
+            count: o.flood_pps * flood_secs,
+            rate_pps: Some(o.flood_pps),
+            limit: Duration::from_secs(flood_secs + 2),
+            dev: "lan".into(),
+        },
+    )?;
+    let t0 = Instant::now();
+    say(&format!("==> spoofed ACK-PSH flood at {} pps for {flood_secs} s towards {SERVER}", o.flood_pps));
+    let mut held = String::new();
+    while t0.elapsed() < Duration::from_secs(flood_secs + 5) {
+        let r = route();
+        if r.contains("blackhole") {
+            held = r.trim().to_string();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let announced = t0.elapsed();
+    if held.is_empty() {
+        return Err(LabError::Invalid(format!(
+            "no blackhole route for {SERVER} at the edge router during the flood (files in {})",
+            f.dir.display()
+        )));
+    }
+    say(&format!("==> after {} ms the edge router has: {held}", announced.as_millis()));
+    while route().contains("blackhole") {
+        if t0.elapsed() > Duration::from_secs(flood_secs + 30) {
+            return Err(LabError::Invalid("the blackhole route stayed 30 s after the flood".into()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let withdrawn = t0.elapsed();
+    say(&format!("==> {} ms after the flood began the route is gone", withdrawn.as_millis()));
+    let flood = fl.finish()?;
+    Ok(DivertReport {
+        announced_ms: announced.as_millis() as u64,
+        withdrawn_ms: withdrawn.as_millis() as u64,
+        flood_ms: flood.elapsed.as_millis() as u64,
+        route: held,
     })
 }
