@@ -523,6 +523,14 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
     ));
     let mut f = Fleet::create(&tag, o.boxes, exe, o.sync, false)?;
     say(&format!("==> the edge router has {} paths to {PROTECTED}", f.paths()));
+    for (r, pfx) in [("e", PROTECTED), ("i", "198.18.11.0/24")] {
+        let route = run_ns(&f.ns(r), "ip", &["route", "show", pfx]).unwrap_or_default();
+        say(&format!(
+            "    {} router: {}",
+            if r == "e" { "edge" } else { "inner" },
+            route.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
     let to = SocketAddr::new(IpAddr::V4(SERVER), 80);
     let (ns_c, ns_a) = (f.ns("c"), f.ns("a"));
     // Long-lived connections: paced downloads that last the whole run.
@@ -611,6 +619,14 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
     })?;
     let withdrawn_at = kill_at + failover;
     say(&format!("==> path withdrawn {} ms after the kill", failover.as_millis()));
+    for (r, pfx) in [("e", PROTECTED), ("i", "198.18.11.0/24")] {
+        let route = run_ns(&f.ns(r), "ip", &["route", "show", pfx]).unwrap_or_default();
+        say(&format!(
+            "    {} router: {}",
+            if r == "e" { "edge" } else { "inner" },
+            route.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
     // The rest of the run, then every client's report.
     let end = t0 + Duration::from_secs(o.seconds);
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
@@ -637,6 +653,27 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
     let base =
         fa.iter().filter(|(t, _)| *t <= withdrawn_at + Duration::from_secs(2)).map(|(_, n)| *n).max().unwrap_or(0);
     let after = conn.failed.saturating_sub(base);
+    for b in 1..o.boxes {
+        let out =
+            run_ns(&f.ns(&format!("b{b}")), exe, &["stats", "--socket", &f.socket(b), "--json"]).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+        let c = v.pointer("/workers/0/counters").cloned().unwrap_or_default();
+        let mut drops: Vec<(String, u64)> = c["dropped"]
+            .as_object()
+            .map(|m| m.iter().filter_map(|(k, n)| n.as_u64().filter(|n| *n > 0).map(|n| (k.clone(), n))).collect())
+            .unwrap_or_default();
+        drops.sort_by(|a, b| b.1.cmp(&a.1));
+        drops.truncate(4);
+        let k = |n: &str| c[n].as_u64().unwrap_or(0);
+        say(&format!(
+            "    box {b}: cookies sent {} validated {}, backend SYN-ACKs {}, outbound without session {}, imported {}, drops {drops:?}",
+            k("cookies_sent"),
+            k("cookies_validated"),
+            k("backend_synacks_consumed"),
+            k("outbound_no_session"),
+            v.pointer("/workers/0/sync/sync_sessions_imported").and_then(|x| x.as_u64()).unwrap_or(0)
+        ));
+    }
     // The box comes back.
     say("==> restarting box 0");
     let restart = Instant::now();
