@@ -662,7 +662,7 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
             .as_object()
             .map(|m| m.iter().filter_map(|(k, n)| n.as_u64().filter(|n| *n > 0).map(|n| (k.clone(), n))).collect())
             .unwrap_or_default();
-        drops.sort_by(|a, b| b.1.cmp(&a.1));
+        drops.sort_by_key(|d| std::cmp::Reverse(d.1));
         drops.truncate(4);
         let k = |n: &str| c[n].as_u64().unwrap_or(0);
         say(&format!(
