@@ -13,9 +13,10 @@
 //!   every path, the edge router the client-side prefixes (and the spoofed range, routed to the
 //!   attacker) back; both run BFD on every path (100 ms × 3) and install the BGP routes as one
 //!   ECMP route (BIRD's `merge paths`). Both routers hash flows by their 5-tuple
-//!   (`fib_multipath_hash_policy = 1`) with the same seed: Linux orders the addresses and ports
-//!   before hashing, so both directions of a flow take the same path — the same box — as a bump
-//!   in the wire needs.
+//!   (`fib_multipath_hash_policy = 3`, fields 0x37) with the same seed: Linux orders the
+//!   addresses and ports before hashing, so both directions of a flow take the same path — the
+//!   same box — as a bump in the wire needs. (Policy 1 would reuse the hash a local socket put on
+//!   the server's replies, a random value: replies would take any path.)
 //! * Every box runs `scrubber run` with the same rule file and cookie secret: the SYN proxy for
 //!   the servers, and exactly BGP and BFD between the routers' addresses.
 //! * The BGP and BFD sessions cross the boxes: a dead box (its XDP program gone, fail-closed)
@@ -274,8 +275,20 @@ impl Fleet {
         }
         for rn in [&e, &i] {
             // One 5-tuple hash, the same seed on both routers: both directions of a flow take
-            // the same path (Linux orders the addresses and ports before hashing).
-            run_ns(rn, "sysctl", &["-qw", "net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1"])?;
+            // the same path (Linux orders the addresses and ports before hashing). Policy 3 with
+            // the five fields, not policy 1: policy 1 takes the hash a local socket put on the
+            // packet when there is one (the server's replies: a random per-connection value), so
+            // replies would pick paths at random.
+            run_ns(
+                rn,
+                "sysctl",
+                &[
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                    "net.ipv4.fib_multipath_hash_policy=3",
+                    "net.ipv4.fib_multipath_hash_fields=0x0037",
+                ],
+            )?;
             let _ = run_ns(rn, "sysctl", &["-qw", "net.ipv4.fib_multipath_hash_seed=24117"]);
         }
         Ok(())
