@@ -23,7 +23,7 @@
 //!   takes its path's sessions down, BFD notices within ~300 ms, and both routers withdraw the
 //!   path.
 //!
-//! [`run`] measures a failover: long transfers and a stream of new connections from the client
+//! [`run_failover`] measures a failover: long transfers and a stream of new connections from the client
 //! and a spoofed ACK-PSH flood from the attacker run while box 0 is killed (SIGKILL); it reports
 //! the time until the edge router withdrew the path, new connections that failed, flood frames
 //! that reached the server, the established connections that survived, and the time until the
