@@ -32,12 +32,14 @@ fn failover_behind_ecmp_with_bgp_and_bfd() {
     assert_eq!(r.flood_frames_at_server, 0, "{r:?}");
     // New connections all succeed once the path is gone.
     assert_eq!(r.new_connections_failed_after_failover, 0, "{r:?}");
+    // The box rejoins while the traffic goes on, and its peers' table walks give it the
+    // connections they carried meanwhile (the ones it carried before are among them).
+    assert!(r.rejoin_ms < 30_000, "{r:?}");
+    assert!(r.sessions_walked >= r.established && r.rejoin_sessions_imported >= r.established, "{r:?}");
     // The connections the dead box carried go on through the survivor, which took in its
-    // sessions (proxied: with their sequence offsets).
+    // sessions (proxied: with their sequence offsets), and go back to the restarted box.
     assert!(r.sync && r.established_survived_pct >= 93.0, "{r:?}");
     assert!(r.sync_bytes_per_s > 0.0, "{r:?}");
-    // The box rejoins.
-    assert!(r.rejoin_ms < 30_000, "{r:?}");
     // Without session streaming the dead box's connections die with it.
     let (n, text) = failover(&["--no-sync"]);
     eprintln!("{text}");

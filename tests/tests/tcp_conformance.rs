@@ -251,3 +251,73 @@ fn a_proxied_connection_moves_to_a_peer_that_took_in_its_records() {
     }
     assert!(a.engine.sync_stats().sync_sessions_deleted >= 1);
 }
+
+/// A box that (re)joins the fleet heard none of the records made before its start: its peers
+/// walk their tables for it. Here B drops A's records (it was not there); A's walk, paced in
+/// time, gives B the proxied connection with its offsets, and B carries it on.
+#[test]
+fn a_rejoining_peer_learns_open_connections_from_a_table_walk() {
+    let (_, si) = addrs(false);
+    let mut a = Wire::new(SynMode::Proxy, si, 80, vec![]);
+    let mut b = Wire::new(SynMode::Proxy, si, 80, vec![]);
+    a.engine.enable_sync();
+    b.engine.enable_sync();
+    let (mut c, mut s) = peers(false, 43_100, (0x0100_0000, 7, 10), (0x0900_0000, 7, 20));
+    proxy_handshake(&mut a, &mut c, &mut s, &case());
+    a.advance(1);
+    deliver(a.send(To::Client, c.data(a.now, b"GET /1 HTTP/1.1\r\n\r\n")), &mut c, &mut s);
+    deliver(a.send(To::Server, s.data(a.now, b"HTTP/1.1 200 OK\r\n\r\n")), &mut c, &mut s);
+    a.engine.drain_synced(|_| {}); // B was not there to hear them
+                                   // The walk is paced: no time, no records; and it goes on until it has seen every slot.
+    a.engine.start_sync_dump(a.now);
+    assert!(a.engine.sync_dump_step(a.now), "without credit the walk waits at the open session");
+    let mut recs = Vec::new();
+    a.engine.drain_synced(|r| recs.push(*r));
+    assert!(recs.is_empty(), "no credit yet: {recs:?}");
+    let mut t = a.now;
+    let mut steps = 0;
+    while {
+        t += 1_000_000;
+        steps += 1;
+        a.engine.sync_dump_step(t)
+    } {
+        assert!(steps < 100_000, "the walk does not end");
+    }
+    a.engine.drain_synced(|r| recs.push(*r));
+    assert_eq!(recs.len(), 1, "one upsert for the one open connection: {recs:?}");
+    assert_eq!(recs[0].op, scrubber::engine::sync::SyncOp::Upsert);
+    assert_eq!((a.engine.sync_stats().sync_dumps, a.engine.sync_stats().sync_records_dumped), (1, 1));
+    b.now = t;
+    for r in &recs {
+        b.engine.import_synced(b.now, r);
+    }
+    deliver(b.send(To::Client, c.data(b.now, b"GET /2 HTTP/1.1\r\n\r\n")), &mut c, &mut s);
+    assert!(s.received.ends_with(b"GET /2 HTTP/1.1\r\n\r\n"), "B forwarded the client's request");
+    deliver(b.send(To::Server, s.data(b.now, b"HTTP/1.1 200 OK\r\n\r\nsecond")), &mut c, &mut s);
+    assert!(c.received.ends_with(b"second"), "B translated the server's sequence numbers for the client");
+    assert!(b.drops.is_empty(), "{:?}", b.drops);
+    // A table of 3,000 open sessions: 100 records a millisecond, all of them in the end.
+    let mut f = Wire::new(SynMode::Proxy, si, 80, vec![]);
+    f.engine.enable_sync();
+    for port in 0..3_000u16 {
+        let mut r = recs[0];
+        r.key.client_port = 10_000 + port;
+        f.engine.import_synced(t, &r);
+    }
+    assert_eq!(f.engine.sync_stats().sync_sessions_imported, 3_000);
+    f.engine.start_sync_dump(t);
+    let mut got = 0;
+    for ms in 1..=10 {
+        f.engine.sync_dump_step(t + ms * 1_000_000);
+        f.engine.drain_synced(|_| got += 1);
+    }
+    assert!((900..=1_100).contains(&got), "10 ms of walk made {got} records, not ~1,000");
+    let mut ms = 10;
+    while f.engine.sync_dump_step(t + ms * 1_000_000) {
+        f.engine.drain_synced(|_| got += 1);
+        ms += 1;
+    }
+    f.engine.drain_synced(|_| got += 1);
+    assert_eq!(got, 3_000, "every open session once");
+    assert!(ms >= 30, "3,000 records took {ms} ms, faster than 100 a millisecond");
+}

@@ -309,8 +309,9 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
         let r = scrubber::tools::lab::fleet::run_failover(&o, &exe.to_string_lossy(), &mut |l| println!("{l}"))?;
         println!(
             "\n==> failover of box 0 of {} (session sync {}): path withdrawn after {} ms; new connections failed {} of \
-             {} ({} after the withdrawal); flood frames at the server {} of {}; established connections survived {} of \
-             {} ({:.1} %); box 0 back in {} ms; sync {:.0} bytes/s at {} new connections/s",
+             {} ({} after the withdrawal); flood frames at the server {} of {}; box 0 restarted and back in {} ms \
+             (took in {} sessions from its peers); established connections survived {} of {} ({:.1} %) through both \
+             moves; sync {:.0} bytes/s at {} new connections/s",
             r.boxes,
             if r.sync { "on" } else { "off" },
             r.failover_ms,
@@ -319,10 +320,11 @@ pub fn cmd_lab(a: LabArgs) -> Result<()> {
             r.new_connections_failed_after_failover,
             r.flood_frames_at_server,
             r.flood_frames_sent,
+            r.rejoin_ms,
+            r.rejoin_sessions_imported,
             r.established_survived,
             r.established,
             r.established_survived_pct,
-            r.rejoin_ms,
             r.sync_bytes_per_s,
             r.conn_rate
         );

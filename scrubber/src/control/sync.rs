@@ -9,6 +9,12 @@
 //! a sequence number and the time; datagrams with a bad MAC, from more than 30 s away, or not
 //! newer than the sender's last are dropped and counted. The boxes must share the secret (they
 //! already must, for cookies) and should talk over a management network, not the scrubbed one.
+//!
+//! Every box also sends an empty datagram (a hello) to every peer once a second. A sender heard
+//! for the first time — a box that started (each start draws a new sender id) — or heard again
+//! after [`SILENT`] of silence (a partition that healed) makes every worker here walk its table
+//! and send all its open sessions (`Engine::start_sync_dump`): a box that rejoins learns the
+//! connections its peers carried while it was away before ECMP gives them back to it.
 
 use std::collections::HashMap;
 use std::hash::Hasher as _;
@@ -16,7 +22,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use siphasher::sip128::{Hasher128, SipHasher24};
 
@@ -30,6 +36,12 @@ const HEADER: usize = 28;
 const MAC: usize = 16;
 /// Largest clock difference accepted between peers.
 const SKEW_MS: u64 = 30_000;
+/// How often a box says hello to its peers.
+const HELLO: Duration = Duration::from_secs(1);
+/// A peer silent this long and heard again gets every session (see the module's docs); one
+/// silent for ten minutes is forgotten.
+pub const SILENT: Duration = Duration::from_secs(3);
+const FORGET: Duration = Duration::from_secs(600);
 
 /// Where this box listens and whom it tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +67,9 @@ crate::counters! {
         counter "sync" sync_queue_lost,
         /// Sends that failed (a peer unreachable: counted, retried with the next records).
         counter "sync" sync_send_errors,
+        /// Peers that appeared (started, or heard again after a silence): each made every
+        /// worker send its whole table.
+        counter "sync" sync_peers_joined,
     }
 }
 
@@ -65,6 +80,7 @@ struct Live {
     received: AtomicU64,
     refused: AtomicU64,
     send_errors: AtomicU64,
+    joined: AtomicU64,
 }
 
 /// The running sync thread; stops when dropped.
@@ -165,6 +181,7 @@ impl SyncThread {
             sync_datagrams_refused: self.live.refused.load(Relaxed),
             sync_queue_lost: self.queues.lost.load(Relaxed),
             sync_send_errors: self.live.send_errors.load(Relaxed),
+            sync_peers_joined: self.live.joined.load(Relaxed),
         }
     }
 }
@@ -191,7 +208,10 @@ fn run(
     let mut batch: Vec<[u8; RECORD_BYTES]> = Vec::with_capacity(PER_DATAGRAM);
     let mut dgram = Vec::with_capacity(HEADER + PER_DATAGRAM * RECORD_BYTES + MAC);
     let mut buf = vec![0u8; 65_536];
-    let mut last_seq: HashMap<u32, u64> = HashMap::new();
+    // Sender id → (last sequence number, when last heard).
+    let mut last_seq: HashMap<u32, (u64, Instant)> = HashMap::new();
+    let mut hello_at = Instant::now();
+    let mut forget_at = Instant::now() + FORGET;
     let workers = q.inp.len();
     let mut send = |batch: &mut Vec<[u8; RECORD_BYTES]>, dgram: &mut Vec<u8>| {
         seq += 1;
@@ -218,8 +238,10 @@ fn run(
                 }
             }
         }
-        if !batch.is_empty() {
+        // What is left, or an empty datagram (a hello) when nothing was sent for a second.
+        if !batch.is_empty() || Instant::now() >= hello_at {
             send(&mut batch, &mut dgram);
+            hello_at = Instant::now() + HELLO;
         }
         while let Ok((n, _from)) = sock.recv_from(&mut buf) {
             let Some((who, s, t, recs)) = open(&key, &buf[..n]) else {
@@ -227,12 +249,18 @@ fn run(
                 continue;
             };
             let now = now_ms();
-            let last = last_seq.entry(who).or_insert(0);
-            if t.abs_diff(now) > SKEW_MS || s <= *last {
+            let heard = Instant::now();
+            let known = last_seq.get(&who).copied();
+            if t.abs_diff(now) > SKEW_MS || known.is_some_and(|(l, _)| s <= l) {
                 live.refused.fetch_add(1, Relaxed);
                 continue;
             }
-            *last = s;
+            if known.is_none_or(|(_, at)| heard.duration_since(at) >= SILENT) {
+                // A peer (re)joined: every worker sends it the sessions it may be given.
+                q.dump.fetch_add(1, Relaxed);
+                live.joined.fetch_add(1, Relaxed);
+            }
+            last_seq.insert(who, (s, heard));
             for r in recs {
                 let Some(rec) = SyncRecord::decode(&r) else { continue };
                 let k = rec.key;
@@ -252,6 +280,11 @@ fn run(
                     }
                 }
             }
+        }
+        if Instant::now() >= forget_at {
+            // Sender ids of boxes gone for good (every restart draws a new one).
+            last_seq.retain(|_, (_, at)| at.elapsed() < FORGET);
+            forget_at = Instant::now() + FORGET;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -312,5 +345,27 @@ mod tests {
         assert_eq!(got, 40);
         assert!(ta.stats().sync_datagrams_sent >= 3, "{:?}", ta.stats());
         assert_eq!(tb.stats().sync_records_received, 40);
+        // Each heard the other appear (its hello, or its first records): one walk each.
+        for _ in 0..200 {
+            if qa.dump.load(Relaxed) == 1 && qb.dump.load(Relaxed) == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!((qa.dump.load(Relaxed), qb.dump.load(Relaxed)), (1, 1));
+        assert_eq!(ta.stats().sync_peers_joined, 1);
+        // B restarts (a new sender id): A walks its table again, once.
+        drop(tb);
+        let qb2 = Arc::new(SyncQueues::new(1));
+        let _tb2 = SyncThread::start(&SyncConfig { listen: pb, peers: vec![pa] }, &key, Arc::clone(&qb2)).unwrap();
+        for _ in 0..200 {
+            if qa.dump.load(Relaxed) == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(1_200)); // a hello more: still one walk
+        assert_eq!(qa.dump.load(Relaxed), 2, "A walks for B's return, once");
+        assert_eq!(qb2.dump.load(Relaxed), 1, "the new B walks for A");
     }
 }

@@ -18,6 +18,9 @@ pub struct SyncQueues {
     pub inp: Vec<ArrayQueue<[u8; RECORD_BYTES]>>,
     /// Records lost because a queue was full.
     pub lost: AtomicU64,
+    /// Raised by the thread when a peer (re)joins: every worker then walks its table for it
+    /// (`Engine::start_sync_dump`). Read once per poll, written once per peer start.
+    pub dump: AtomicU64,
 }
 
 impl SyncQueues {
@@ -27,6 +30,7 @@ impl SyncQueues {
             out: (0..workers).map(|_| ArrayQueue::new(QUEUE)).collect(),
             inp: (0..workers).map(|_| ArrayQueue::new(QUEUE)).collect(),
             lost: AtomicU64::new(0),
+            dump: AtomicU64::new(0),
         }
     }
 }

@@ -182,6 +182,7 @@ pub fn worker_main(
     let mut draining_until: Option<Instant> = None;
     let mut idle_since: Option<Instant> = None;
     let idle_spin = setup.idle_spin;
+    let mut dump_seen = 0u64;
 
     loop {
         if !shared.running.load(Ordering::Relaxed) {
@@ -196,7 +197,7 @@ pub fn worker_main(
         }
         inbox.poll(&mut engine);
         if let Some(sq) = shared.sync.as_deref() {
-            sync_step(&mut engine, sq, me);
+            sync_step(&mut engine, sq, me, &mut dump_seen);
         }
         ls.polls += 1;
         if setup.poll == Poll::Busy {
@@ -407,10 +408,18 @@ fn judge_batch(
     }
 }
 
-/// Between batches: hand the engine's session records to the sync thread, take in (a bounded
-/// number of) the peers' records for flows this worker owns.
+/// Between batches: walk the table for a peer that (re)joined (a bounded step, when one is
+/// under way), hand the engine's session records to the sync thread, take in (a bounded number
+/// of) the peers' records for flows this worker owns.
 #[inline]
-fn sync_step(engine: &mut Engine, sq: &super::sync::SyncQueues, me: usize) {
+fn sync_step(engine: &mut Engine, sq: &super::sync::SyncQueues, me: usize, dump_seen: &mut u64) {
+    let now = now_ns();
+    let d = sq.dump.load(Ordering::Relaxed);
+    if d != *dump_seen {
+        *dump_seen = d;
+        engine.start_sync_dump(now);
+    }
+    engine.sync_dump_step(now);
     if let Some(out) = sq.out.get(me) {
         engine.drain_synced(|r| {
             if out.push(r.encode()).is_err() {
@@ -419,7 +428,6 @@ fn sync_step(engine: &mut Engine, sq: &super::sync::SyncQueues, me: usize) {
         });
     }
     if let Some(inp) = sq.inp.get(me) {
-        let now = now_ns();
         for _ in 0..256 {
             let Some(b) = inp.pop() else { break };
             if let Some(r) = crate::engine::sync::SyncRecord::decode(&b) {

@@ -874,6 +874,23 @@ impl SessionTable {
         }
     }
 
+    /// Calls `f` with the stored key and session of every entry alive at `now_tick` among the
+    /// `n` slots from slot `from` on (wrapping at the end of the table), and returns how many
+    /// slots it looked at: a walk over the table in bounded steps (see
+    /// `Engine::sync_dump_step`). `f` returns `false` to stop early; the slot it refused is not
+    /// counted as looked at, so that the next step begins with it.
+    pub fn scan_live(&self, from: usize, n: usize, now_tick: u32, mut f: impl FnMut(u128, &Session) -> bool) -> usize {
+        let n = n.min(self.capacity());
+        for k in 0..n {
+            let i = (from + k) & self.slot_mask;
+            let e = &self.entries[i];
+            if self.tag_at(i) != 0 && !self.is_expired(&e.s, now_tick) && !f(e.key, &e.s) {
+                return k;
+            }
+        }
+        n
+    }
+
     /// Stores a session under a key as [`SessionTable::for_each_live`] gave it. An IPv4 key is
     /// valid in any table; an IPv6 key (a seeded fingerprint) only in a table with the same
     /// seed (see [`SessionTable::seed_check`]). Placement and eviction as

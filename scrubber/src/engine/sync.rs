@@ -13,15 +13,30 @@
 //!
 //! A peer [`Engine::import_synced`]s each record into its own table: the session is there, with
 //! its offsets, when the flow moves to it. Records are 72 bytes ([`SyncRecord::encode`]).
+//!
+//! A box that (re)joins the fleet has heard nothing from before its start, yet ECMP gives it
+//! back flows its peers carried meanwhile. So when a peer appears (`control::sync` hears a
+//! sender it does not know), every engine walks its whole table once in bounded steps
+//! ([`Engine::start_sync_dump`], [`Engine::sync_dump_step`]) and records an upsert for each
+//! open session, paced at [`DUMP_RATE`] records a second. IPv6 sessions are not in the walk:
+//! the table keeps only a fingerprint of their flow (see `engine::session`), and a record
+//! needs the flow itself; they reach a returning box at their next 64-second refresh.
 
 use super::flow::FlowKey;
-use super::session::{tick, Session, SessionState};
+use super::session::{stored_key_v4, tick, Session, SessionState};
 use super::Engine;
 
 /// Bytes of an encoded record.
 pub const RECORD_BYTES: usize = 72;
 /// Records an engine holds between two drains (a full ring drops the newest, counted).
 pub const RING: usize = 4096;
+/// Records a second one engine produces while it walks its table for a (re)joined peer: a
+/// million sessions take 10 s, at ~7 MB/s to each peer.
+pub const DUMP_RATE: u64 = 100_000;
+/// Table slots one [`Engine::sync_dump_step`] looks at, at most.
+const DUMP_SCAN: usize = 4096;
+/// Records a step may make at most, however long since the last (no burst after a pause).
+const DUMP_BURST: u64 = 1024;
 
 /// What a record says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,12 +110,27 @@ pub struct SyncRing {
     len: usize,
     /// Records lost because the ring was full.
     pub dropped: u64,
+    /// The walk over the table in progress, if any.
+    dump: Option<Dump>,
+}
+
+/// A walk over the table (see [`Engine::sync_dump_step`]).
+#[derive(Clone, Copy, Debug)]
+struct Dump {
+    /// Next slot to look at.
+    next: usize,
+    /// Slots left to look at.
+    left: usize,
+    /// Records the walk may make now.
+    credit: u64,
+    /// When the credit was last topped up.
+    at_ns: u64,
 }
 
 impl SyncRing {
     fn new() -> SyncRing {
         let empty = SyncRecord { op: SyncOp::Delete, key: FlowKey::default(), session: [0; Session::BYTES] };
-        SyncRing { recs: vec![empty; RING], len: 0, dropped: 0 }
+        SyncRing { recs: vec![empty; RING], len: 0, dropped: 0, dump: None }
     }
 
     #[inline]
@@ -128,6 +158,10 @@ crate::counters! {
         counter "sync" sync_sessions_deleted,
         /// Peer records not taken in (no such service here, expired, or the table full).
         counter "sync" sync_records_refused,
+        /// Walks over the whole table begun because a peer (re)joined the fleet.
+        counter "sync" sync_dumps,
+        /// Upserts those walks made (open IPv4 sessions).
+        counter "sync" sync_records_dumped,
     }
 }
 
@@ -149,6 +183,59 @@ impl Engine {
             self.sync_stats.sync_records_lost += std::mem::take(&mut r.dropped);
             r.len = 0;
         }
+    }
+
+    /// A peer (re)joined: walk the whole table (from the start, also if a walk is under way)
+    /// and tell the peers every open session, over the next calls of
+    /// [`Engine::sync_dump_step`]. Nothing when sync is off.
+    pub fn start_sync_dump(&mut self, now_ns: u64) {
+        let cap = self.table.capacity();
+        if let Some(r) = self.sync.as_mut() {
+            r.dump = Some(Dump { next: 0, left: cap, credit: 0, at_ns: now_ns });
+            self.sync_stats.sync_dumps += 1;
+        }
+    }
+
+    /// One bounded step of the walk begun by [`Engine::start_sync_dump`]: looks at up to 4,096
+    /// slots and records an upsert for each open (established or half-closed) IPv4 session, at
+    /// most [`DUMP_RATE`] a second on average and never more than the ring holds. Returns
+    /// whether the walk goes on. Between batches, like [`Engine::drain_synced`].
+    pub fn sync_dump_step(&mut self, now_ns: u64) -> bool {
+        let Some(r) = self.sync.as_mut() else { return false };
+        let Some(mut d) = r.dump else { return false };
+        let elapsed = now_ns.saturating_sub(d.at_ns);
+        let earned = elapsed.saturating_mul(DUMP_RATE) / 1_000_000_000;
+        if earned > 0 {
+            d.credit = (d.credit + earned).min(DUMP_BURST);
+            // Keep the remainder of a partly earned record.
+            d.at_ns = d.at_ns.saturating_add(earned.saturating_mul(1_000_000_000) / DUMP_RATE);
+            if d.credit == DUMP_BURST {
+                d.at_ns = now_ns;
+            }
+        }
+        let room = (RING - r.len) as u64;
+        let mut budget = d.credit.min(room);
+        let mut made = 0u64;
+        let now_tick = tick(self.now_ns.max(now_ns));
+        let looked = self.table.scan_live(d.next, DUMP_SCAN.min(d.left), now_tick, |key, s| {
+            if !matches!(s.state, SessionState::Established | SessionState::FinWait) {
+                return true;
+            }
+            let Some((c, sv, cp, sp)) = stored_key_v4(key) else { return true };
+            if budget == 0 {
+                return false;
+            }
+            budget -= 1;
+            made += 1;
+            r.push(SyncRecord { op: SyncOp::Upsert, key: FlowKey::v4(c, cp, sv, sp), session: s.to_bytes() });
+            true
+        });
+        d.credit -= made;
+        d.next = (d.next + looked) & (self.table.capacity() - 1);
+        d.left -= looked;
+        self.sync_stats.sync_records_dumped += made;
+        r.dump = (d.left > 0).then_some(d);
+        r.dump.is_some()
     }
 
     /// Session streaming counters.

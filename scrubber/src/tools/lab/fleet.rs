@@ -24,10 +24,11 @@
 //!   path.
 //!
 //! [`run_failover`] measures a failover: long transfers and a stream of new connections from the client
-//! and a spoofed ACK-PSH flood from the attacker run while box 0 is killed (SIGKILL); it reports
-//! the time until the edge router withdrew the path, new connections that failed, flood frames
-//! that reached the server, the established connections that survived, and the time until the
-//! restarted box carried traffic again.
+//! and a spoofed ACK-PSH flood from the attacker run while box 0 is killed (SIGKILL) after a third
+//! of the run and restarted after two thirds; it reports the time until the edge router withdrew
+//! the path, new connections that failed, flood frames that reached the server, the time until
+//! the restarted box had its path again, and the established connections that survived both
+//! moves (to the survivors, and back to the restarted box).
 
 use super::exec::{run as sh, run_ns, NsChild};
 use super::flood::{self, Kind, Trafgen};
@@ -101,9 +102,9 @@ pub struct FleetReport {
     pub flood_frames_sent: u64,
     /// Of them, frames that reached the server (nftables in the server namespace).
     pub flood_frames_at_server: u64,
-    /// Long-lived connections running when box 0 died.
+    /// Long-lived connections running when box 0 died (and still running when it rejoined).
     pub established: u64,
-    /// Of them, connections that completed intact.
+    /// Of them, connections that completed intact (through the failover and the rejoin).
     pub established_survived: u64,
     /// `established_survived` in percent.
     pub established_survived_pct: f64,
@@ -111,6 +112,12 @@ pub struct FleetReport {
     pub per_box_forwarded: Vec<u64>,
     /// Whether the boxes streamed their sessions to each other.
     pub sync: bool,
+    /// Sessions the restarted box 0 took in from its peers before and after it rejoined (their
+    /// table walks for it, and what they streamed since).
+    pub rejoin_sessions_imported: u64,
+    /// Open sessions the other boxes sent in their table walks (at the start of the fleet, and
+    /// when box 0 came back: see `control::sync`).
+    pub sessions_walked: u64,
     /// Session-sync bytes the surviving box 1 sent (UDP payload), and new connections per
     /// second over the run: the sync traffic per 1,000 new connections/s is
     /// `sync_bytes_per_s * 1000 / conn_rate`.
@@ -315,10 +322,10 @@ impl Fleet {
         }
         c.push_str(
             "protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; merge paths on; }\n\
-             protocol bfd { interface \"p*\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }\n",
+             protocol bfd { interface \"p*\" { min rx interval 100 ms; min tx interval 100 ms; idle tx interval 100 ms; multiplier 3; }; }\n",
         );
         c.push_str(&format!(
-            "template bgp uplink {{ local as {local_as}; bfd on; hold time 9; connect retry time 1; \
+            "template bgp uplink {{ local as {local_as}; bfd on; hold time 9; connect delay time 1; connect retry time 1; \
              error wait time 1, 4; ipv4 {{ import all; export where {export}; next hop self; }}; }}\n"
         ));
         for b in 0..self.boxes {
@@ -331,7 +338,8 @@ impl Fleet {
             // Routes from the diversion speaker with the blackhole community (RFC 7999) become
             // blackholes; nothing else is taken from it, nothing is sent to it.
             c.push_str(
-                "protocol bgp divert { local 198.18.40.1 as 64500; neighbor 198.18.40.2 as 64510; connect retry time 1; \
+                "protocol bgp divert { local 198.18.40.1 as 64500; neighbor 198.18.40.2 as 64510; connect delay time 1; \
+                 connect retry time 1; \
                  ipv4 { import filter { if (65535, 666) ~ bgp_community then { dest = RTD_BLACKHOLE; accept; } reject; }; \
                  export none; }; }\n",
             );
@@ -521,6 +529,13 @@ fn sync_bytes(f: &Fleet, b: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// Session-streaming counter `name` of box `b` (e.g. `sync_sessions_imported`), all workers.
+fn sync_counter(f: &Fleet, exe: &str, b: usize, name: &str) -> u64 {
+    let out = run_ns(&f.ns(&format!("b{b}")), exe, &["stats", "--socket", &f.socket(b), "--json"]).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+    v["workers"].as_array().map(|w| w.iter().filter_map(|x| x["sync"][name].as_u64()).sum()).unwrap_or(0)
+}
+
 fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
@@ -640,9 +655,21 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
             route.split_whitespace().collect::<Vec<_>>().join(" ")
         ));
     }
+    // After two thirds of the run the box comes back, while the traffic goes on.
+    std::thread::sleep((t0 + Duration::from_millis(o.seconds * 2000 / 3)).saturating_duration_since(Instant::now()));
+    say(&format!("==> restarting box 0 at t={:.1}s", t0.elapsed().as_secs_f64()));
+    let s = f.start_box(0)?;
+    f.scrubbers[0] = Some(s);
+    let rejoin = f
+        .wait_paths(o.boxes, Duration::from_secs(60))
+        .map_err(|n| LabError::Invalid(format!("box 0 did not rejoin: {n} paths 60 s after its restart")))?;
+    say(&format!("==> box 0 has its path again {} ms after its restart", rejoin.as_millis()));
     // The rest of the run, then every client's report.
     let end = t0 + Duration::from_secs(o.seconds);
-    std::thread::sleep(end.saturating_duration_since(Instant::now()));
+    if Instant::now() + Duration::from_secs(1) > end {
+        say("    (the rejoin took longer than the run: the clients go on for a second more)");
+    }
+    std::thread::sleep((end.max(Instant::now() + Duration::from_secs(1))).saturating_duration_since(Instant::now()));
     let sync_rate = (sync_bytes(&f, 1).saturating_sub(sync_t0.1)) as f64 / sync_t0.0.elapsed().as_secs_f64();
     let flood_res = fl.finish()?;
     let mut prober = prober;
@@ -687,15 +714,11 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
             v.pointer("/workers/0/sync/sync_sessions_imported").and_then(|x| x.as_u64()).unwrap_or(0)
         ));
     }
-    // The box comes back.
-    say("==> restarting box 0");
-    let restart = Instant::now();
-    let s = f.start_box(0)?;
-    f.scrubbers[0] = Some(s);
-    let rejoin = f
-        .wait_paths(o.boxes, Duration::from_secs(60))
-        .map_err(|n| LabError::Invalid(format!("box 0 did not rejoin: {n} paths 60 s after its restart")))?;
-    let _ = restart;
+    let rejoin_imported = sync_counter(&f, exe, 0, "sync_sessions_imported");
+    let walked: u64 = (1..o.boxes).map(|b| sync_counter(&f, exe, b, "sync_records_dumped")).sum();
+    say(&format!(
+        "    box 0 (restarted): imported {rejoin_imported} sessions; its peers' table walks sent {walked} open sessions"
+    ));
     let established = o.established as u64;
     Ok(FleetReport {
         boxes: o.boxes,
@@ -711,6 +734,8 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
         established_survived_pct: if established > 0 { (survived as f64) * 100.0 / established as f64 } else { 0.0 },
         per_box_forwarded,
         sync: o.sync,
+        rejoin_sessions_imported: rejoin_imported,
+        sessions_walked: walked,
         sync_bytes_per_s: (sync_rate * 10.0).round() / 10.0,
         conn_rate: o.conn_rate,
     })
@@ -721,10 +746,28 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
 /// the edge router while the attack lasts. Measures when the route appears and goes.
 pub fn run_divert(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> Result<DivertReport, LabError> {
     o.validate()?;
-    super::preflight(&["ip", "ethtool", "nft", "trafgen", "kill", "timeout", "sysctl", "bird", "gobgpd", "gobgp"])?;
+    super::preflight(&[
+        "ip", "ethtool", "nft", "trafgen", "kill", "timeout", "sysctl", "bird", "birdc", "gobgpd", "gobgp",
+    ])?;
     let tag = super::topo::Topology::new_tag_with("fd");
     say(&format!("==> building the fleet {tag}: {} boxes, and a GoBGP speaker the attack events drive", o.boxes));
     let f = Fleet::create(&tag, o.boxes, exe, o.sync, true)?;
+    // The speaker's session with the edge router is up before the attack begins.
+    let ctl = f.dir.join("bird-e.ctl").to_string_lossy().into_owned();
+    let up = Instant::now();
+    while !run_ns(&f.ns("e"), "birdc", &["-s", &ctl, "show", "protocols", "divert"])
+        .unwrap_or_default()
+        .contains("Established")
+    {
+        if up.elapsed() > Duration::from_secs(20) {
+            return Err(LabError::Invalid(format!(
+                "the edge router's BGP session with the GoBGP speaker is not up after 20 s (files in {})",
+                f.dir.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    say(&format!("==> the GoBGP speaker's session with the edge router is up ({} ms)", up.elapsed().as_millis()));
     let route = || run_ns(&f.ns("e"), "ip", &["route", "show", "198.18.30.10/32"]).unwrap_or_default();
     let ns_a = f.ns("a");
     let flood_secs = o.seconds.max(4);
