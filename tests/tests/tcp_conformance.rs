@@ -321,3 +321,47 @@ fn a_rejoining_peer_learns_open_connections_from_a_table_walk() {
     assert_eq!(got, 3_000, "every open session once");
     assert!(ms >= 30, "3,000 records took {ms} ms, faster than 100 a millisecond");
 }
+
+/// IPv6 sessions cannot be sent from the table (it keeps a fingerprint of the flow): the walk
+/// marks them, and the connection's next segment sends the upsert, flow and all.
+#[test]
+fn a_table_walk_sends_ipv6_sessions_with_their_next_segment() {
+    let (_, si) = addrs(true);
+    let mut a = Wire::new(SynMode::Proxy, si, 80, vec![]);
+    let mut b = Wire::new(SynMode::Proxy, si, 80, vec![]);
+    a.engine.enable_sync();
+    b.engine.enable_sync();
+    let (mut c, mut s) = peers(true, 43_200, (0x0100_0000, 7, 10), (0x0900_0000, 7, 20));
+    proxy_handshake(&mut a, &mut c, &mut s, &Case { v6: true, ..case() });
+    a.advance(1);
+    deliver(a.send(To::Client, c.data(a.now, b"GET /1 HTTP/1.1\r\n\r\n")), &mut c, &mut s);
+    a.engine.drain_synced(|_| {});
+    a.engine.start_sync_dump(a.now);
+    let mut t = a.now;
+    while {
+        t += 1_000_000;
+        a.engine.sync_dump_step(t)
+    } {}
+    let mut recs = Vec::new();
+    a.engine.drain_synced(|r| recs.push(*r));
+    assert!(recs.is_empty(), "{recs:?}");
+    assert_eq!((a.engine.sync_stats().sync_records_dumped, a.engine.sync_stats().sync_sessions_marked), (0, 1));
+    // The next segment (well within 64 s) carries the session to the peers.
+    a.now = t;
+    deliver(a.send(To::Server, s.data(a.now, b"HTTP/1.1 200 OK\r\n\r\n")), &mut c, &mut s);
+    a.engine.drain_synced(|r| recs.push(*r));
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert!(recs[0].key.v6 && recs[0].op == scrubber::engine::sync::SyncOp::Upsert, "{recs:?}");
+    // Only once: the segment after it sends nothing.
+    a.advance(1);
+    deliver(a.send(To::Client, c.data(a.now, b"GET /2 HTTP/1.1\r\n\r\n")), &mut c, &mut s);
+    a.engine.drain_synced(|r| recs.push(*r));
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    b.now = a.now + 1_000_000;
+    b.engine.import_synced(b.now, &recs[0]);
+    deliver(b.send(To::Client, c.data(b.now, b"GET /3 HTTP/1.1\r\n\r\n")), &mut c, &mut s);
+    assert!(s.received.ends_with(b"GET /3 HTTP/1.1\r\n\r\n"), "B forwarded the client's request");
+    deliver(b.send(To::Server, s.data(b.now, b"HTTP/1.1 200 OK\r\n\r\nthird")), &mut c, &mut s);
+    assert!(c.received.ends_with(b"third"), "B translated the server's sequence numbers");
+    assert!(b.drops.is_empty(), "{:?}", b.drops);
+}

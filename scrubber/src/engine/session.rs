@@ -874,17 +874,26 @@ impl SessionTable {
         }
     }
 
-    /// Calls `f` with the stored key and session of every entry alive at `now_tick` among the
-    /// `n` slots from slot `from` on (wrapping at the end of the table), and returns how many
+    /// Calls `f` with the stored key and (changeable) session of every entry alive at
+    /// `now_tick` among the `n` slots from slot `from` on (wrapping at the end of the table), and returns how many
     /// slots it looked at: a walk over the table in bounded steps (see
     /// `Engine::sync_dump_step`). `f` returns `false` to stop early; the slot it refused is not
     /// counted as looked at, so that the next step begins with it.
-    pub fn scan_live(&self, from: usize, n: usize, now_tick: u32, mut f: impl FnMut(u128, &Session) -> bool) -> usize {
+    pub fn scan_live(
+        &mut self,
+        from: usize,
+        n: usize,
+        now_tick: u32,
+        mut f: impl FnMut(u128, &mut Session) -> bool,
+    ) -> usize {
         let n = n.min(self.capacity());
         for k in 0..n {
             let i = (from + k) & self.slot_mask;
-            let e = &self.entries[i];
-            if self.tag_at(i) != 0 && !self.is_expired(&e.s, now_tick) && !f(e.key, &e.s) {
+            if self.tag_at(i) == 0 || self.is_expired(&self.entries[i].s, now_tick) {
+                continue;
+            }
+            let e = &mut self.entries[i];
+            if !f(e.key, &mut e.s) {
                 return k;
             }
         }

@@ -18,9 +18,13 @@
 //! back flows its peers carried meanwhile. So when a peer appears (`control::sync` hears a
 //! sender it does not know), every engine walks its whole table once in bounded steps
 //! ([`Engine::start_sync_dump`], [`Engine::sync_dump_step`]) and records an upsert for each
-//! open session, paced at [`DUMP_RATE`] records a second. IPv6 sessions are not in the walk:
-//! the table keeps only a fingerprint of their flow (see `engine::session`), and a record
-//! needs the flow itself; they reach a returning box at their next 64-second refresh.
+//! open session, paced at [`DUMP_RATE`] records a second. An IPv6 session cannot be sent from
+//! the table — it keeps only a fingerprint of the flow (see `engine::session`), and a record
+//! needs the flow itself — so the walk marks it instead: its last-seen time moves to the next
+//! 64-second boundary (never expiring it sooner), and its next segment in either direction
+//! crosses that boundary back and sends the refresh upsert, with the flow. The walk begins
+//! hundreds of milliseconds before the returning box's BGP session is up, so a connection that
+//! is active then reaches the box before its path does.
 
 use super::flow::FlowKey;
 use super::session::{stored_key_v4, tick, Session, SessionState};
@@ -162,6 +166,8 @@ crate::counters! {
         counter "sync" sync_dumps,
         /// Upserts those walks made (open IPv4 sessions).
         counter "sync" sync_records_dumped,
+        /// Open IPv6 sessions those walks marked to be sent with their next segment.
+        counter "sync" sync_sessions_marked,
     }
 }
 
@@ -198,7 +204,8 @@ impl Engine {
 
     /// One bounded step of the walk begun by [`Engine::start_sync_dump`]: looks at up to 4,096
     /// slots and records an upsert for each open (established or half-closed) IPv4 session, at
-    /// most [`DUMP_RATE`] a second on average and never more than the ring holds. Returns
+    /// most [`DUMP_RATE`] a second on average and never more than the ring holds, and marks each
+    /// open IPv6 session to be sent with its next segment. Returns
     /// whether the walk goes on. Between batches, like [`Engine::drain_synced`].
     pub fn sync_dump_step(&mut self, now_ns: u64) -> bool {
         let Some(r) = self.sync.as_mut() else { return false };
@@ -217,11 +224,17 @@ impl Engine {
         let mut budget = d.credit.min(room);
         let mut made = 0u64;
         let now_tick = tick(self.now_ns.max(now_ns));
+        let mut marked = 0u64;
         let looked = self.table.scan_live(d.next, DUMP_SCAN.min(d.left), now_tick, |key, s| {
             if !matches!(s.state, SessionState::Established | SessionState::FinWait) {
                 return true;
             }
-            let Some((c, sv, cp, sp)) = stored_key_v4(key) else { return true };
+            let Some((c, sv, cp, sp)) = stored_key_v4(key) else {
+                // IPv6: sent with its next segment (see the module's docs).
+                s.last_seen = (now_tick | 0xffff).wrapping_add(1);
+                marked += 1;
+                return true;
+            };
             if budget == 0 {
                 return false;
             }
@@ -234,6 +247,7 @@ impl Engine {
         d.next = (d.next + looked) & (self.table.capacity() - 1);
         d.left -= looked;
         self.sync_stats.sync_records_dumped += made;
+        self.sync_stats.sync_sessions_marked += marked;
         r.dump = (d.left > 0).then_some(d);
         r.dump.is_some()
     }
