@@ -10,6 +10,7 @@ use scrubber::wire::icmp::IcmpPacket;
 use scrubber::wire::tcp::flags as tf;
 use scrubber::wire::IPPROTO_ICMP;
 use scrubber_tests::vw::*;
+use std::net::IpAddr;
 
 fn case() -> Case {
     Case { v6: false, vlans: vec![], server_ws: 7, server_ts: true }
@@ -207,16 +208,23 @@ fn syn_with_data_gets_an_open_window() {
     assert_eq!((k.tfo_syns, k.early_data_delivered), (1, 1));
 }
 
+/// Two boxes of a fleet (proxy for port 80 of the server, session streaming on), and the
+/// server's address.
+fn two_boxes(v6: bool) -> (IpAddr, Wire, Wire) {
+    let (_, si) = addrs(v6);
+    let mut a = Wire::new(SynMode::Proxy, si, 80, vec![]);
+    let mut b = Wire::new(SynMode::Proxy, si, 80, vec![]);
+    a.engine.enable_sync();
+    b.engine.enable_sync();
+    (si, a, b)
+}
+
 /// Session streaming: a proxied connection opened through box A goes on through box B once A's
 /// records are in B (the ECMP path moved when A died), sequence numbers translated both ways;
 /// a close on B reaches A as a delete.
 #[test]
 fn a_proxied_connection_moves_to_a_peer_that_took_in_its_records() {
-    let (_, si) = addrs(false);
-    let mut a = Wire::new(SynMode::Proxy, si, 80, vec![]);
-    let mut b = Wire::new(SynMode::Proxy, si, 80, vec![]);
-    a.engine.enable_sync();
-    b.engine.enable_sync();
+    let (si, mut a, mut b) = two_boxes(false);
     let (mut c, mut s) = peers(false, 43_000, (0x0100_0000, 7, 10), (0x0900_0000, 7, 20));
     proxy_handshake(&mut a, &mut c, &mut s, &case());
     a.advance(1);
@@ -257,11 +265,7 @@ fn a_proxied_connection_moves_to_a_peer_that_took_in_its_records() {
 /// time, gives B the proxied connection with its offsets, and B carries it on.
 #[test]
 fn a_rejoining_peer_learns_open_connections_from_a_table_walk() {
-    let (_, si) = addrs(false);
-    let mut a = Wire::new(SynMode::Proxy, si, 80, vec![]);
-    let mut b = Wire::new(SynMode::Proxy, si, 80, vec![]);
-    a.engine.enable_sync();
-    b.engine.enable_sync();
+    let (si, mut a, mut b) = two_boxes(false);
     let (mut c, mut s) = peers(false, 43_100, (0x0100_0000, 7, 10), (0x0900_0000, 7, 20));
     proxy_handshake(&mut a, &mut c, &mut s, &case());
     a.advance(1);
@@ -326,11 +330,7 @@ fn a_rejoining_peer_learns_open_connections_from_a_table_walk() {
 /// marks them, and the connection's next segment sends the upsert, flow and all.
 #[test]
 fn a_table_walk_sends_ipv6_sessions_with_their_next_segment() {
-    let (_, si) = addrs(true);
-    let mut a = Wire::new(SynMode::Proxy, si, 80, vec![]);
-    let mut b = Wire::new(SynMode::Proxy, si, 80, vec![]);
-    a.engine.enable_sync();
-    b.engine.enable_sync();
+    let (_, mut a, mut b) = two_boxes(true);
     let (mut c, mut s) = peers(true, 43_200, (0x0100_0000, 7, 10), (0x0900_0000, 7, 20));
     proxy_handshake(&mut a, &mut c, &mut s, &Case { v6: true, ..case() });
     a.advance(1);

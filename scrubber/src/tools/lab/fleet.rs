@@ -529,6 +529,18 @@ fn sync_bytes(f: &Fleet, b: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// Both routers' routes towards the other side, as `ip route` shows them.
+fn say_routes(f: &Fleet, say: &mut dyn FnMut(&str)) {
+    for (r, pfx) in [("e", PROTECTED), ("i", "198.18.11.0/24")] {
+        let route = run_ns(&f.ns(r), "ip", &["route", "show", pfx]).unwrap_or_default();
+        say(&format!(
+            "    {} router: {}",
+            if r == "e" { "edge" } else { "inner" },
+            route.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
+}
+
 /// Session-streaming counter `name` of box `b` (e.g. `sync_sessions_imported`), all workers.
 fn sync_counter(f: &Fleet, exe: &str, b: usize, name: &str) -> u64 {
     let out = run_ns(&f.ns(&format!("b{b}")), exe, &["stats", "--socket", &f.socket(b), "--json"]).unwrap_or_default();
@@ -551,14 +563,7 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
     ));
     let mut f = Fleet::create(&tag, o.boxes, exe, o.sync, false)?;
     say(&format!("==> the edge router has {} paths to {PROTECTED}", f.paths()));
-    for (r, pfx) in [("e", PROTECTED), ("i", "198.18.11.0/24")] {
-        let route = run_ns(&f.ns(r), "ip", &["route", "show", pfx]).unwrap_or_default();
-        say(&format!(
-            "    {} router: {}",
-            if r == "e" { "edge" } else { "inner" },
-            route.split_whitespace().collect::<Vec<_>>().join(" ")
-        ));
-    }
+    say_routes(&f, say);
     let to = SocketAddr::new(IpAddr::V4(SERVER), 80);
     let (ns_c, ns_a) = (f.ns("c"), f.ns("a"));
     // Long-lived connections: paced downloads that last the whole run.
@@ -647,14 +652,7 @@ pub fn run_failover(o: &FleetOptions, exe: &str, say: &mut dyn FnMut(&str)) -> R
     })?;
     let withdrawn_at = kill_at + failover;
     say(&format!("==> path withdrawn {} ms after the kill", failover.as_millis()));
-    for (r, pfx) in [("e", PROTECTED), ("i", "198.18.11.0/24")] {
-        let route = run_ns(&f.ns(r), "ip", &["route", "show", pfx]).unwrap_or_default();
-        say(&format!(
-            "    {} router: {}",
-            if r == "e" { "edge" } else { "inner" },
-            route.split_whitespace().collect::<Vec<_>>().join(" ")
-        ));
-    }
+    say_routes(&f, say);
     // After two thirds of the run the box comes back, while the traffic goes on.
     std::thread::sleep((t0 + Duration::from_millis(o.seconds * 2000 / 3)).saturating_duration_since(Instant::now()));
     say(&format!("==> restarting box 0 at t={:.1}s", t0.elapsed().as_secs_f64()));
