@@ -2,11 +2,13 @@
 //! optionally 802.1Q-tagged).
 //!
 //! Every flood is bounded in count *and* time: the tool gets a packet count, and it runs under
-//! `timeout -s KILL` in its own process group, which is killed when the flood ends. Spoofed
-//! sources stay inside 198.19.0.0/16 (IPv4) and 2001:2:0:ffff::/64 (IPv6); targets must be in
-//! 198.18.0.0/15 or 2001:2::/48. hping3's `--rand-source` (all of IPv4) is never used: hping3
-//! floods use one fixed spoofed source (its source port increments per packet), trafgen floods
-//! draw the low bytes of the source at random for every frame (`drnd()`), inside the range.
+//! `timeout -s INT -k 2` in its own process group (interrupted at its time limit, so that it
+//! still reports what it sent; killed 2 s later if it lingers; the group is killed when the
+//! flood ends). Spoofed sources stay inside 198.19.0.0/16 (IPv4) and 2001:2:0:ffff::/64 (IPv6);
+//! targets must be in 198.18.0.0/15 or 2001:2::/48. hping3's `--rand-source` (all of IPv4) is
+//! never used: hping3 floods use one fixed spoofed source (its source port increments per
+//! packet), trafgen floods draw the low bytes of the source at random for every frame
+//! (`drnd()`), inside the range.
 
 use super::exec::{find_in_path, NsChild};
 use super::LabError;
@@ -76,7 +78,7 @@ impl Kind {
 pub struct FloodResult {
     /// Frames the tool reports sent (or the count asked for, when it finished without saying).
     pub sent: u64,
-    /// Whether it finished by itself (false: the time limit killed it).
+    /// Whether it finished by itself (false: the time limit stopped it).
     pub completed: bool,
     /// How long it ran.
     pub elapsed: Duration,
@@ -133,7 +135,14 @@ fn check_limits(count: u64, limit: Duration) -> Result<(), LabError> {
     Ok(())
 }
 
-/// The argument vector for an hping3 flood: `timeout -s KILL N hping3 …`.
+/// The wrapper every flood runs under: at its time limit the tool is interrupted (SIGINT, on
+/// which both hping3 and trafgen stop and print how many frames they sent), and killed 2 s
+/// later if it is still running.
+fn timeout_prefix(limit: Duration) -> Vec<String> {
+    ["timeout", "-s", "INT", "-k", "2"].iter().map(|s| s.to_string()).chain([secs_arg(limit)]).collect()
+}
+
+/// The argument vector for an hping3 flood: `timeout -s INT -k 2 N hping3 …`.
 pub fn hping_argv(h: &Hping) -> Result<Vec<String>, LabError> {
     check_limits(h.count, h.limit)?;
     if !is_spoof_source(IpAddr::V4(h.spoof)) {
@@ -142,7 +151,8 @@ pub fn hping_argv(h: &Hping) -> Result<Vec<String>, LabError> {
     if !in_lab_range(IpAddr::V4(h.target)) {
         return Err(LabError::Invalid(format!("flood target {} is outside 198.18.0.0/15", h.target)));
     }
-    let mut v: Vec<String> = vec!["timeout".into(), "-s".into(), "KILL".into(), secs_arg(h.limit), "hping3".into()];
+    let mut v = timeout_prefix(h.limit);
+    v.push("hping3".into());
     v.extend(["-q", "-n"].iter().map(|s| s.to_string()));
     v.extend(h.kind.hping_flags().iter().map(|s| s.to_string()));
     v.extend([
@@ -178,15 +188,16 @@ pub struct Flood {
 impl Flood {
     /// Wait for the flood to end (it ends by its count or by its time limit) and report.
     pub fn finish(mut self) -> Result<FloodResult, LabError> {
-        let out = self.child.finish(self.limit + Duration::from_secs(3))?;
+        let out = self.child.finish(self.limit + Duration::from_secs(5))?;
         let elapsed = self.started.elapsed();
         let text = format!("{}\n{}", out.stdout, out.stderr);
         let parsed = match self.tool {
             "hping3" => parse_hping_sent(&text),
             _ => parse_trafgen_sent(&text),
         };
-        // `timeout -s KILL` exits 137 when it had to kill the tool.
-        let killed = out.status.code() == Some(137) || out.status.code().is_none();
+        // `timeout` exits 124 when it interrupted the tool at the time limit, 137 when it then
+        // had to kill it; the tool's own count is still read (SIGINT makes it print it).
+        let killed = matches!(out.status.code(), Some(124) | Some(137) | None);
         if !killed && parsed.is_none() && !out.status.success() {
             return Err(LabError::Command {
                 cmd: self.child.cmd().to_string(),
@@ -340,8 +351,7 @@ pub fn trafgen_config(t: &Trafgen) -> Result<String, LabError> {
 /// The argument vector for a trafgen flood reading its configuration from `conf`.
 pub fn trafgen_argv(t: &Trafgen, conf: &str) -> Result<Vec<String>, LabError> {
     check_limits(t.count, t.limit)?;
-    let mut v: Vec<String> = ["timeout", "-s", "KILL"].iter().map(|s| s.to_string()).collect();
-    v.push(secs_arg(t.limit));
+    let mut v = timeout_prefix(t.limit);
     v.extend(
         ["trafgen", "--dev", &t.dev, "--conf", conf, "--cpus", "1", "-n", &t.count.to_string()]
             .iter()
@@ -429,7 +439,7 @@ mod tests {
             limit: Duration::from_secs(3),
         };
         let v = hping_argv(&h).unwrap();
-        assert_eq!(&v[..5], ["timeout", "-s", "KILL", "3", "hping3"]);
+        assert_eq!(&v[..7], ["timeout", "-s", "INT", "-k", "2", "3", "hping3"]);
         assert!(!v.iter().any(|a| a.contains("rand")));
         assert!(v.windows(2).any(|w| w == ["-c", "100"]));
         h.spoof = Ipv4Addr::new(198, 18, 0, 1);
