@@ -197,15 +197,19 @@ impl Flood {
         };
         // `timeout` exits 124 when it interrupted the tool at the time limit, 137 when it then
         // had to kill it; the tool's own count is still read (SIGINT makes it print it).
-        let killed = matches!(out.status.code(), Some(124) | Some(137) | None);
-        if !killed && parsed.is_none() && !out.status.success() {
+        let stopped_by_limit = matches!(out.status.code(), Some(124) | Some(137) | None);
+        if !stopped_by_limit && parsed.is_none() && !out.status.success() {
             return Err(LabError::Command {
                 cmd: self.child.cmd().to_string(),
                 status: out.status.to_string(),
                 stderr: out.stderr,
             });
         }
-        Ok(FloodResult { sent: parsed.unwrap_or(if killed { 0 } else { self.asked }), completed: !killed, elapsed })
+        Ok(FloodResult {
+            sent: parsed.unwrap_or(if stopped_by_limit { 0 } else { self.asked }),
+            completed: !stopped_by_limit,
+            elapsed,
+        })
     }
 
     /// Stop the flood now (kills its process group).
